@@ -1,0 +1,1 @@
+"""The bundled model artifacts, shipped inside the inference package."""

@@ -1,0 +1,69 @@
+"""The exceptions a user can cause, each mapped to one exit code by the CLI.
+
+Exit codes follow sysexits(3), so cron wrappers and shells can tell the failures apart.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DATAERR = 65
+EXIT_NOINPUT = 66
+EXIT_CANTCREAT = 73
+EXIT_IOERR = 74
+EXIT_TEMPFAIL = 75
+
+
+class DigitsError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
+class UsageError(DigitsError, ValueError):
+    """Options that contradict each other or cannot apply to the inputs."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputDataError(DigitsError, ValueError):
+    """An input file holds data that cannot be scored (it names file, line and column)."""
+
+    exit_code = EXIT_DATAERR
+
+
+class MissingInputError(DigitsError, FileNotFoundError):
+    """An input file, directory or glob does not exist or matches nothing."""
+
+    exit_code = EXIT_NOINPUT
+
+
+class OutputError(DigitsError):
+    """An output cannot be created (missing or unwritable directory, would overwrite an input)."""
+
+    exit_code = EXIT_CANTCREAT
+
+
+class WriteError(DigitsError, OSError):
+    """Writing failed midway (disk full, I/O error); the temporary file was removed."""
+
+    exit_code = EXIT_IOERR
+
+
+class ReadError(DigitsError, OSError):
+    """Reading an input failed at the operating-system level (an I/O error, not bad data)."""
+
+    exit_code = EXIT_IOERR
+
+
+class BusyError(DigitsError):
+    """Another run holds the lock on the output directory."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+class ModelError(DigitsError, ValueError):
+    """The model file is unusable: hash mismatch, wrong contract, foreign operators."""
+
+    exit_code = EXIT_DATAERR
