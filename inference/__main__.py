@@ -1,0 +1,6 @@
+"""``python -m inference`` runs the ``digits-score`` command line."""
+
+from .cli import entrypoint
+
+if __name__ == "__main__":
+    entrypoint()

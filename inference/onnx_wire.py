@@ -1,0 +1,149 @@
+"""Just enough of the protobuf wire format to vet an ONNX model before onnxruntime runs it.
+
+The inference package does not depend on the ``onnx`` package (it is large and not needed to
+run a model), yet it must refuse foreign operator domains, local functions and external data.
+These few field numbers come from onnx.proto and have been stable since ONNX 1.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+# ModelProto
+_MODEL_GRAPH, _MODEL_OPSET_IMPORT, _MODEL_FUNCTIONS = 7, 8, 25
+# OperatorSetIdProto
+_OPSET_DOMAIN = 1
+# GraphProto
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
+# NodeProto
+_NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 4, 5, 7
+# AttributeProto
+_ATTR_GRAPH, _ATTR_GRAPHS = 6, 11
+# TensorProto
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
+_EXTERNAL = 1
+
+
+class WireError(ValueError):
+    """The bytes are not a well-formed protobuf message."""
+
+
+@dataclass
+class ModelFacts:
+    """What the vetting needs to know of a model."""
+
+    opset_domains: list[str] = field(default_factory=list)
+    node_domains: list[tuple[str, str]] = field(default_factory=list)
+    external_tensors: list[str] = field(default_factory=list)
+    n_functions: int = 0
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise WireError("truncated or overlong varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
+    """(field number, wire type, value) of each field; length-delimited values as memoryviews."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > len(buf):
+                raise WireError("a field runs past the end of the message")
+            value, pos = buf[pos:pos + length], pos + length
+        elif wire == 5:
+            value, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise WireError(f"unsupported wire type {wire}")
+        if pos > len(buf):
+            raise WireError("a field runs past the end of the message")
+        yield number, wire, value
+
+
+def _text(value: object) -> str:
+    return bytes(value).decode("utf-8", errors="replace")  # type: ignore[arg-type]
+
+
+def _scan_tensor(buf: memoryview, facts: ModelFacts) -> None:
+    name, external = "", False
+    for number, wire, value in _fields(buf):
+        if number == _TENSOR_NAME and wire == 2:
+            name = _text(value)
+        elif number == _TENSOR_EXTERNAL_DATA and wire == 2:
+            external = True
+        elif number == _TENSOR_DATA_LOCATION and wire == 0:
+            external = external or value == _EXTERNAL
+    if external:
+        facts.external_tensors.append(name)
+
+
+def _scan_graph(buf: memoryview, facts: ModelFacts, depth: int = 0) -> None:
+    if depth > 32:
+        raise WireError("subgraphs nested too deeply")
+    for number, wire, value in _fields(buf):
+        if wire != 2:
+            continue
+        if number == _GRAPH_NODE:
+            _scan_node(value, facts, depth)  # type: ignore[arg-type]
+        elif number == _GRAPH_INITIALIZER:
+            _scan_tensor(value, facts)  # type: ignore[arg-type]
+        elif number == _GRAPH_SPARSE_INITIALIZER:
+            # A SparseTensorProto holds its values (1) and indices (2) as TensorProtos.
+            for n2, w2, v2 in _fields(value):  # type: ignore[arg-type]
+                if w2 == 2 and n2 in (1, 2):
+                    _scan_tensor(v2, facts)  # type: ignore[arg-type]
+
+
+def _scan_node(buf: memoryview, facts: ModelFacts, depth: int) -> None:
+    op_type, domain = "", ""
+    for number, wire, value in _fields(buf):
+        if wire != 2:
+            continue
+        if number == _NODE_OP_TYPE:
+            op_type = _text(value)
+        elif number == _NODE_DOMAIN:
+            domain = _text(value)
+        elif number == _NODE_ATTRIBUTE:
+            for n2, w2, v2 in _fields(value):  # type: ignore[arg-type]
+                if w2 == 2 and n2 in (_ATTR_GRAPH, _ATTR_GRAPHS):
+                    _scan_graph(v2, facts, depth + 1)  # type: ignore[arg-type]
+    facts.node_domains.append((domain, op_type))
+
+
+def scan_model(data: bytes) -> ModelFacts:
+    """Read the operator domains, local functions and external tensors of a serialized model."""
+    facts = ModelFacts()
+    graphs = 0
+    for number, wire, value in _fields(memoryview(data)):
+        if wire != 2:
+            continue
+        if number == _MODEL_OPSET_IMPORT:
+            domain = ""
+            for n2, w2, v2 in _fields(value):  # type: ignore[arg-type]
+                if n2 == _OPSET_DOMAIN and w2 == 2:
+                    domain = _text(v2)
+            facts.opset_domains.append(domain)
+        elif number == _MODEL_GRAPH:
+            graphs += 1
+            _scan_graph(value, facts)  # type: ignore[arg-type]
+        elif number == _MODEL_FUNCTIONS:
+            facts.n_functions += 1
+    if graphs != 1:
+        raise WireError("the model has no graph")
+    return facts

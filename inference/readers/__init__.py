@@ -1,0 +1,85 @@
+"""Reading inputs: one module per format, all yielding the same validated batches."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import InputDataError, MissingInputError, UsageError
+from .base import Batch, ReadOptions, Reject, Source
+from .csv import CsvSource
+from .npy import NpySource
+from .parquet import ParquetSource
+
+__all__ = ["FORMATS", "Batch", "ReadOptions", "Reject", "Source", "detect_format", "open_source"]
+
+STDIN = "-"
+FORMATS = ("csv", "tsv", "csv.gz", "tsv.gz", "npy", "parquet")
+_SUFFIXES = {
+    ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".csv.gz": "csv.gz", ".tsv.gz": "tsv.gz",
+    ".txt.gz": "csv.gz", ".npy": "npy", ".parquet": "parquet", ".pq": "parquet",
+}
+
+
+def detect_format(path: str, given: str | None = None) -> str:
+    """The input format, from ``--input-format`` or else the file's extension."""
+    if given is not None:
+        if given not in FORMATS:
+            raise UsageError(f"unknown input format {given!r}; choose from {', '.join(FORMATS)}")
+        return given
+    if path == STDIN:
+        return "csv"
+    name = Path(path).name.lower()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return _SUFFIXES[suffix]
+    raise UsageError(
+        f"{path}: cannot tell the format from the extension; use --input-format "
+        f"({', '.join(FORMATS)})"
+    )
+
+
+def open_source(path: str, options: ReadOptions | None = None) -> Source:
+    """Open one input (a path, or ``-`` for stdin) for reading in batches."""
+    options = options or ReadOptions()
+    fmt = detect_format(path, options.input_format)
+    if fmt.startswith("tsv") and options.delimiter is None:
+        options = replace(options, delimiter="\t")
+    display = "<stdin>" if path == STDIN else path
+    if path == STDIN:
+        stream = sys.stdin.buffer
+        if fmt in ("npy", "parquet"):
+            stream = _spool(stream)
+    else:
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - owned by the Source, closed by it
+        except FileNotFoundError:
+            raise MissingInputError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise MissingInputError(f"{path}: is a directory") from None
+        except PermissionError:
+            raise MissingInputError(f"{path}: permission denied") from None
+    try:
+        if fmt == "npy":
+            return NpySource(os.dup(stream.fileno()), display, options)
+        if fmt == "parquet":
+            return ParquetSource(stream, display, options)
+        return CsvSource(stream, display, options, gz=fmt.endswith(".gz"))
+    except (InputDataError, UsageError):
+        stream.close()
+        raise
+    finally:
+        if fmt == "npy":
+            stream.close()
+
+
+def _spool(stream):
+    """Copy stdin to an anonymous temporary file, for formats that need random access."""
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the Source, closed by it
+    shutil.copyfileobj(stream, spool, 1 << 20)
+    spool.seek(0)
+    return spool

@@ -1,0 +1,163 @@
+"""What every reader yields: batches of validated float32 rows, and the rows it rejected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..contract import FEATURE_MAX, FEATURE_MIN, N_FEATURES
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read an input file; the CLI's reading flags, one field each."""
+
+    input_format: str | None = None
+    delimiter: str | None = None
+    header: bool | None = None
+    id_column: str | int | None = None
+    label_column: str | int | None = None
+    chunk_bytes: int = 16 << 20
+    chunk_rows: int = 1 << 17
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One input row that could not be scored, and why."""
+
+    row: int
+    line: int | None
+    column: int | None
+    column_name: str | None
+    reason: str
+    text: str = ""
+
+    def where(self) -> str:
+        """Where the problem is, as a person would look for it: line (or row) and column."""
+        place = f"line {self.line}" if self.line is not None else f"row {self.row}"
+        if self.column is not None:
+            place += f", column {self.column}"
+            if self.column_name:
+                place += f" ({self.column_name})"
+        return place
+
+
+@dataclass
+class Batch:
+    """A run of consecutive input rows: the good ones as features, the bad ones as rejects.
+
+    ``rows`` are 0-based data-row numbers in the input (header and blank lines excluded), so
+    scored and rejected rows together cover ``first_row .. first_row + n_rows - 1`` exactly.
+    """
+
+    X: np.ndarray
+    rows: np.ndarray
+    n_rows: int
+    ids: object | None = None
+    truth: np.ndarray | None = None
+    lines: np.ndarray | None = None
+    rejects: list[Reject] = field(default_factory=list)
+    #: Maps row positions in this batch to file line numbers, computed only when asked.
+    line_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    feature_columns: list[int] | None = None
+    column_names: list[str] | None = None
+
+    def line_numbers(self, idx: np.ndarray) -> list[int | None]:
+        """File line numbers of the rows at positions ``idx`` (None for non-text inputs)."""
+        if self.lines is not None:
+            return [int(v) for v in self.lines[idx]]
+        if self.line_fn is not None:
+            return [int(v) for v in self.line_fn(idx)]
+        return [None] * len(idx)
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Drop the rows where ``mask`` is False (they were rejected by a later check)."""
+        self.X = np.ascontiguousarray(self.X[mask])
+        self.rows = self.rows[mask]
+        if self.ids is not None:
+            self.ids = self.ids.filter(mask) if hasattr(self.ids, "filter") else self.ids[mask]
+        if self.truth is not None:
+            self.truth = self.truth[mask]
+        if self.lines is not None:
+            self.lines = self.lines[mask]
+        elif self.line_fn is not None:
+            kept, fn = np.flatnonzero(mask), self.line_fn
+            self.line_fn = lambda idx: fn(kept[idx])
+
+
+class Source:
+    """An opened input: its batches, plus what the summary needs to know about it."""
+
+    #: Name of the id column in the output, when the input carries ids.
+    id_name: str | None = None
+    #: Name of each feature column, for messages (column numbers are 1-based).
+    feature_columns: list[int]
+    column_names: list[str] | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def consumed(self) -> int:
+        """Bytes of the input read so far, for progress bars."""
+        return 0
+
+    def digest(self) -> str | None:
+        """The sha256 of the bytes read, once they have all been read (None if not tracked)."""
+        return None
+
+    def close(self) -> None:
+        """Release the file handle."""
+
+
+def value_problem(value: float) -> str | None:
+    """Why a parsed feature value cannot be scored, or None when it can."""
+    if np.isnan(value):
+        return "is not a number (NaN)"
+    if not np.isfinite(value):
+        return "is infinite"
+    if not np.isfinite(np.float32(value)):
+        return "is outside the float32 range"
+    return None
+
+
+def check_values(X: np.ndarray) -> tuple[bool, bool]:
+    """(all finite, all within 0..16) for float32 rows, in two cheap reductions.
+
+    NaN propagates through min and max, so one in-range min/max proves both at once.
+    """
+    if X.size == 0:
+        return True, True
+    lo, hi = X.min(), X.max()
+    if lo >= FEATURE_MIN and hi <= FEATURE_MAX:
+        return True, True
+    finite = bool(np.isfinite(X).all())
+    return finite, False
+
+
+def nonfinite_cells(X: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(row index, first bad column index) of every row holding NaN or inf."""
+    bad = ~np.isfinite(X)
+    for i in np.flatnonzero(bad.any(axis=1)):
+        yield int(i), int(np.argmax(bad[i]))
+
+
+def out_of_range_rows(X: np.ndarray) -> np.ndarray:
+    """Boolean mask of rows with a value outside the training range 0..16."""
+    return ((X < FEATURE_MIN) | (X > FEATURE_MAX)).any(axis=1)
+
+
+def first_out_of_range_column(row: np.ndarray) -> int:
+    return int(np.argmax((row < FEATURE_MIN) | (row > FEATURE_MAX)))
+
+
+def as_feature_matrix(columns: list[np.ndarray]) -> np.ndarray:
+    """Stack per-column arrays into C-ordered float32 rows (the model's layout).
+
+    Stacking first and transposing once is several times faster than filling strided columns.
+    """
+    if len(columns) != N_FEATURES:
+        raise AssertionError(f"{len(columns)} feature columns reached the matrix")
+    stacked = np.stack(columns)
+    return np.ascontiguousarray(stacked.T, dtype=np.float32)

@@ -1,0 +1,452 @@
+"""Streaming CSV reader.
+
+The file is cut into blocks of whole lines; pyarrow parses each block on all cores. A block
+that fails to parse is bisected with the same parser until the bad lines stand alone, so good
+rows get exactly the values a clean file would give and every bad line is named.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..contract import N_FEATURES
+from ..errors import InputDataError, UsageError
+from .base import Batch, ReadOptions, Reject, Source, as_feature_matrix, value_problem
+
+SNIFF_BYTES = 64 << 10
+MAX_LINE_BYTES = 1 << 20
+#: Below this many lines a failing block is diagnosed line by line instead of bisected.
+SMALL_BLOCK_LINES = 16
+BOM = b"\xef\xbb\xbf"
+DELIMITERS = {",": b",", "\t": b"\t", ";": b";", "whitespace": b" "}
+_WS_EDGES = re.compile(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)")
+_WS_RUNS = re.compile(rb"[ \t]+")
+
+
+@dataclass
+class _Layout:
+    delimiter: bytes
+    whitespace: bool
+    header: bool
+    names: list[str]
+    feature_idx: list[int]
+    id_idx: int | None
+    label_idx: int | None
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes reads through and hashes every byte, so the input is read once, not twice."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = self._raw.readinto(buffer)
+        if n:
+            self.sha256.update(memoryview(buffer)[:n])
+            self.count += n
+        return n or 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha256.update(data)
+        self.count += len(data)
+        return data
+
+
+def _split_fields(line: bytes, layout_delim: bytes, whitespace: bool) -> list[str]:
+    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+    if whitespace:
+        return text.split()
+    return next(csv.reader([text], delimiter=layout_delim.decode()), [])
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def detect_delimiter(lines: list[bytes]) -> tuple[bytes, bool]:
+    """Pick the delimiter that splits the first lines into the same number (> 1) of fields."""
+    sample = [ln for ln in lines if ln.strip()][:20]
+    if not sample:
+        return b",", False
+    for name in (",", "\t", ";"):
+        counts = {len(_split_fields(ln, DELIMITERS[name], False)) for ln in sample}
+        if len(counts) == 1 and counts.pop() > 1:
+            return DELIMITERS[name], False
+    counts = {len(ln.split()) for ln in sample}
+    if len(counts) == 1 and counts.pop() > 1:
+        return b" ", True
+    return b",", False
+
+
+def resolve_column(spec: str | int, names: list[str], has_header: bool, what: str) -> int:
+    """A column given by name (needs a header) or by 0-based index."""
+    if isinstance(spec, str) and spec in names and has_header:
+        return names.index(spec)
+    try:
+        index = int(spec)
+    except ValueError:
+        if not has_header:
+            raise UsageError(
+                f"{what} {spec!r} is a name, but the file has no header; give a 0-based index"
+            ) from None
+        raise UsageError(
+            f"{what} {spec!r} is not a column; the header has: {', '.join(names[:8])}"
+            + (", ..." if len(names) > 8 else "")
+        ) from None
+    if not -len(names) <= index < len(names):
+        raise UsageError(f"{what} {index} is out of range: the file has {len(names)} columns")
+    return index % len(names)
+
+
+class CsvSource(Source):
+    """Reads a CSV, TSV, whitespace-separated or gzipped CSV file in blocks of whole lines."""
+
+    def __init__(self, stream: BinaryIO, display: str, options: ReadOptions, *,
+                 gz: bool = False) -> None:
+        self.display = display
+        self.options = options
+        self._hashing = _HashingReader(stream)
+        raw: BinaryIO = io.BufferedReader(self._hashing, buffer_size=1 << 20)
+        if gz:
+            raw = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        self._stream = raw
+        self._pending = self._read(SNIFF_BYTES)
+        if self._pending.startswith(BOM):
+            self._pending = self._pending[len(BOM):]
+        if not self._pending.strip():
+            raise InputDataError(f"{display}: the file is empty")
+        self.layout = self._sniff()
+        self._line_no = 1
+        if self.layout.header:
+            self._drop_header()
+        if self.layout.id_idx is not None:
+            self.id_name = self.layout.names[self.layout.id_idx] if self.layout.header else "id"
+        self.feature_columns = self.layout.feature_idx
+        self.column_names = self.layout.names if self.layout.header else None
+
+    # -- reading raw bytes --------------------------------------------------------------------
+
+    def _read(self, size: int) -> bytes:
+        try:
+            return self._stream.read(size)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            if isinstance(self._stream, gzip.GzipFile):
+                raise InputDataError(f"{self.display}: not a valid gzip file ({exc})") from None
+            raise
+
+    def _first_lines(self, n: int = 21) -> list[bytes]:
+        lines = self._pending.split(b"\n")
+        complete = lines[:-1] if len(lines) > 1 else lines
+        return complete[:n]
+
+    def _sniff(self) -> _Layout:
+        opts = self.options
+        lines = self._first_lines()
+        if opts.delimiter is None:
+            delim, ws = detect_delimiter(lines)
+        elif opts.delimiter in DELIMITERS:
+            delim, ws = DELIMITERS[opts.delimiter], opts.delimiter == "whitespace"
+        else:
+            raise UsageError(
+                f"unknown delimiter {opts.delimiter!r}; use ',', '\\t', ';' or 'whitespace'"
+            )
+        if b"\n" not in self._pending and len(self._pending) >= SNIFF_BYTES:
+            raise InputDataError(
+                f"{self.display}: line 1 is longer than {SNIFF_BYTES} bytes; "
+                "this is not a file of 64-feature rows"
+            )
+        first = next((ln for ln in lines if ln.strip()), b"")
+        try:
+            first.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputDataError(
+                f"{self.display}: line 1 is not valid UTF-8 text; save the file as UTF-8"
+            ) from None
+        fields = _split_fields(first, delim, ws)
+        header = opts.header
+        if header is None:
+            header = any(not _is_number(f) for f in fields if f.strip())
+        n_cols = len(fields)
+        names = [f.strip() for f in fields] if header else [f"column {i + 1}" for i in
+                                                              range(n_cols)]
+        id_idx = label_idx = None
+        if opts.id_column is not None:
+            id_idx = resolve_column(opts.id_column, names, header, "--id-column")
+        if opts.label_column is not None:
+            label_idx = resolve_column(opts.label_column, names, header, "--label-column")
+            if label_idx == id_idx:
+                raise UsageError("--id-column and --label-column name the same column")
+        extra = {i for i in (id_idx, label_idx) if i is not None}
+        feature_idx = [i for i in range(n_cols) if i not in extra]
+        if len(feature_idx) != N_FEATURES:
+            hint = ""
+            if len(feature_idx) > N_FEATURES:
+                hint = "; name the extra columns with --id-column and --label-column"
+            raise InputDataError(
+                f"{self.display}: line 1: expected {N_FEATURES} feature columns, found "
+                f"{len(feature_idx)} ({n_cols} columns in all){hint}"
+            )
+        return _Layout(delim, ws, header, names, feature_idx, id_idx, label_idx)
+
+    def _drop_header(self) -> None:
+        cut = self._pending.find(b"\n")
+        self._pending = b"" if cut < 0 else self._pending[cut + 1:]
+        self._line_no = 2
+
+    def _line_blocks(self) -> Iterator[tuple[bytes, int]]:
+        """Blocks of about ``chunk_bytes`` of whole lines, with each block's first line number."""
+        size = self.options.chunk_bytes
+        carry, self._pending = self._pending, b""
+        line_no = self._line_no
+        eof = False
+        while True:
+            while not eof and len(carry) < size:
+                more = self._read(size)
+                eof = not more
+                carry += more
+            if not carry:
+                return
+            cut = len(carry) if eof and len(carry) <= size else carry.rfind(b"\n", 0, size) + 1
+            if cut == 0:
+                cut = carry.find(b"\n") + 1 or (len(carry) if eof else 0)
+            if cut == 0:
+                if len(carry) > MAX_LINE_BYTES:
+                    raise InputDataError(
+                        f"{self.display}: line {line_no} is longer than {MAX_LINE_BYTES} "
+                        "bytes; this is not a file of 64-feature rows"
+                    )
+                more = self._read(size)
+                eof = not more
+                carry += more
+                continue
+            block, carry = carry[:cut], carry[cut:]
+            if self.layout.whitespace:
+                block = _WS_RUNS.sub(b" ", _WS_EDGES.sub(b"", block))
+            yield block, line_no
+            line_no += block.count(b"\n")
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    def _parse(self, data: bytes) -> pa.Table:
+        layout = self.layout
+        types: dict[str, pa.DataType] = {}
+        names = [f"c{i}" for i in range(len(layout.names))]
+        for i in layout.feature_idx:
+            types[names[i]] = pa.float64()
+        if layout.id_idx is not None:
+            types[names[layout.id_idx]] = pa.string()
+        if layout.label_idx is not None:
+            types[names[layout.label_idx]] = pa.int64()
+        return pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=layout.delimiter.decode()),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
+    def batches(self) -> Iterator[Batch]:
+        first_row = 0
+        for block, line_no in self._line_blocks():
+            batch = self._block_batch(block, line_no, first_row)
+            first_row += batch.n_rows
+            yield batch
+
+    def _block_batch(self, block: bytes, line_no: int, first_row: int) -> Batch:
+        expected = _count_rows(block)
+        try:
+            table = self._parse(block)
+        except pa.ArrowInvalid:
+            table = None
+        if table is not None and table.num_rows == expected:
+            batch = self._table_batch(table, first_row)
+            if not self._row_problems(table, batch):
+                batch.line_fn = lambda idx: _data_line_numbers(block, line_no)[idx]
+                return batch
+        return self._slow_batch(block, line_no, first_row, expected)
+
+    def _table_batch(self, table: pa.Table, first_row: int) -> Batch:
+        layout = self.layout
+        cols = [table.column(i).to_numpy() for i in layout.feature_idx]
+        with np.errstate(over="ignore"):
+            X = as_feature_matrix(cols)
+        n = table.num_rows
+        ids = truth = None
+        if layout.id_idx is not None:
+            ids = table.column(layout.id_idx).combine_chunks()
+        if layout.label_idx is not None:
+            truth = table.column(layout.label_idx).to_numpy(zero_copy_only=False)
+        return Batch(X=X, rows=np.arange(first_row, first_row + n), n_rows=n, ids=ids,
+                     truth=truth)
+
+    def _row_problems(self, table: pa.Table, batch: Batch) -> bool:
+        """True when some parsed row has an empty cell or a value that is not finite."""
+        layout = self.layout
+        if any(table.column(i).null_count for i in layout.feature_idx):
+            return True
+        if layout.label_idx is not None and table.column(layout.label_idx).null_count:
+            return True
+        X = batch.X
+        return bool(X.size and not np.isfinite(X.min() + X.max()))
+
+    def _slow_batch(self, block: bytes, line_no: int, first_row: int, expected: int) -> Batch:
+        """Find the bad lines of a block by bisection, keeping the good rows' values exact."""
+        lines = block.split(b"\n")
+        numbered = [(line_no + i, ln + b"\n") for i, ln in enumerate(lines) if ln.strip(b"\r")]
+        if len(numbered) != expected:
+            raise AssertionError(f"{self.display}: counted {expected} rows, split {len(numbered)}")
+        good: list[tuple[int, pa.Table]] = []
+        rejects: list[Reject] = []
+        self._bisect(numbered, 0, len(numbered), first_row, good, rejects)
+        parts = [t for _, t in good]
+        rows = np.concatenate([np.arange(r, r + t.num_rows) for r, t in good]) if good else (
+            np.empty(0, np.int64))
+        line_nums = np.array([n for n, _ in numbered], dtype=np.int64)
+        if parts:
+            table = pa.concat_tables(parts)
+            batch = self._table_batch(table, 0)
+            batch.rows = rows
+        else:
+            batch = Batch(X=np.empty((0, N_FEATURES), np.float32), rows=rows, n_rows=0)
+            if self.layout.label_idx is not None:
+                batch.truth = np.empty(0, np.int64)
+            if self.layout.id_idx is not None:
+                batch.ids = pa.array([], pa.string())
+        batch.lines = line_nums[rows - first_row]
+        batch.n_rows = expected
+        batch.rejects = sorted(rejects, key=lambda r: r.row)
+        return batch
+
+    def _bisect(self, numbered: list[tuple[int, bytes]], lo: int, hi: int, first_row: int,
+                good: list[tuple[int, pa.Table]], rejects: list[Reject]) -> None:
+        if lo >= hi:
+            return
+        if hi - lo > SMALL_BLOCK_LINES:
+            data = b"".join(ln for _, ln in numbered[lo:hi])
+            table = self._try_parse(data)
+            if table is not None and table.num_rows == hi - lo and self._clean(table):
+                good.append((first_row + lo, table))
+                return
+            mid = (lo + hi) // 2
+            self._bisect(numbered, lo, mid, first_row, good, rejects)
+            self._bisect(numbered, mid, hi, first_row, good, rejects)
+            return
+        for k in range(lo, hi):
+            line, text = numbered[k]
+            table = self._try_parse(text)
+            if table is not None and table.num_rows == 1 and self._clean(table):
+                good.append((first_row + k, table))
+            else:
+                rejects.append(self._diagnose(first_row + k, line, text))
+
+    def _try_parse(self, data: bytes) -> pa.Table | None:
+        try:
+            return self._parse(data)
+        except pa.ArrowInvalid:
+            return None
+
+    def _clean(self, table: pa.Table) -> bool:
+        layout = self.layout
+        for i in layout.feature_idx:
+            col = table.column(i)
+            if col.null_count:
+                return False
+            values = col.to_numpy()
+            if values.size and not np.isfinite(values.astype(np.float32)).all():
+                return False
+        return not (layout.label_idx is not None and table.column(layout.label_idx).null_count)
+
+    def _diagnose(self, row: int, line: int, text: bytes) -> Reject:
+        """Name the first problem of one bad line: its column count, then its cells."""
+        layout = self.layout
+        shown = text.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
+        fields = _split_fields(text, layout.delimiter, layout.whitespace)
+        names = layout.names if layout.header else None
+
+        def reject(column: int | None, reason: str) -> Reject:
+            name = names[column] if names is not None and column is not None else None
+            return Reject(row, line, None if column is None else column + 1, name, reason,
+                          shown)
+
+        if len(fields) != len(layout.names):
+            return reject(None, f"expected {len(layout.names)} columns, found {len(fields)}")
+        for i in layout.feature_idx:
+            token = fields[i]
+            if not token.strip():
+                return reject(i, "empty cell")
+            value = _parse_float(token)
+            if value is None:
+                return reject(i, f"{_short(token)} is not a number")
+            problem = value_problem(value)
+            if problem:
+                return reject(i, f"{_short(token)} {problem}")
+        if layout.label_idx is not None:
+            token = fields[layout.label_idx]
+            try:
+                pa.array([token]).cast(pa.int64())
+            except (pa.ArrowInvalid, ValueError):
+                return reject(layout.label_idx, f"label {_short(token)} is not an integer")
+        return reject(None, "malformed CSV line")
+
+    def consumed(self) -> int:
+        return self._hashing.count
+
+    def digest(self) -> str:
+        return self._hashing.sha256.hexdigest()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _parse_float(token: str) -> float | None:
+    """The value pyarrow's parser gives a token, or None when it refuses it."""
+    try:
+        return pa.array([token]).cast(pa.float64())[0].as_py()
+    except (pa.ArrowInvalid, ValueError):
+        return None
+
+
+def _short(token: str, limit: int = 40) -> str:
+    token = token.strip()
+    return repr(token if len(token) <= limit else token[:limit] + "...")
+
+
+def _count_rows(block: bytes) -> int:
+    """Data rows in a block: its non-blank lines, counted apart from the parser."""
+    n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if b"\n\n" in block or b"\n\r\n" in block or block.startswith((b"\n", b"\r\n")):
+        return sum(1 for ln in block.split(b"\n") if ln.strip(b"\r"))
+    return n
+
+
+def _data_line_numbers(block: bytes, first_line: int) -> np.ndarray:
+    """File line number of each data row (non-blank line) of a block."""
+    lines = block.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return np.array([first_line + i for i, ln in enumerate(lines) if ln.strip(b"\r")],
+                    dtype=np.int64)

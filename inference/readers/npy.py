@@ -1,0 +1,182 @@
+"""NPY reader: positioned reads of row ranges, never a memory map and never a pickle.
+
+The header is checked against the file size before anything is allocated, and rows are read
+with ``os.pread``, so a file truncated while it is scored gives an error, not a SIGBUS.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..contract import IMAGE_SHAPE, N_FEATURES
+from ..errors import InputDataError
+from .base import Batch, ReadOptions, Reject, Source, value_problem
+
+MAGIC = b"\x93NUMPY"
+MAX_HEADER_BYTES = 10_000
+ACCEPTED_KINDS = "iuf"
+
+
+def _kind_problem(dtype: np.dtype) -> str | None:
+    if dtype.hasobject:
+        return "holds Python objects, which would need pickle; save a numeric array"
+    if dtype.fields is not None:
+        return f"has a structured dtype {dtype.descr}; save a plain numeric (N, 64) array"
+    if dtype.kind not in ACCEPTED_KINDS:
+        names = {"b": "boolean", "c": "complex", "U": "string", "S": "bytes", "M": "datetime",
+                 "m": "timedelta", "V": "void"}
+        return (f"has dtype {dtype.str} ({names.get(dtype.kind, dtype.kind)}); "
+                "expected integers or floats")
+    return None
+
+
+class NpySource(Source):
+    """Reads (N, 64) or (N, 8, 8) arrays of any integer or float dtype, byte order and layout."""
+
+    def __init__(self, fd: int, display: str, options: ReadOptions) -> None:
+        self.display = display
+        self.options = options
+        self._fd = fd
+        self.feature_columns = list(range(N_FEATURES))
+        self.size = os.fstat(fd).st_size
+        self._consumed = 0
+        self._parse_header()
+
+    def _fail(self, message: str) -> InputDataError:
+        return InputDataError(f"{self.display}: {message}")
+
+    def _pread(self, n: int, offset: int) -> bytes:
+        data = os.pread(self._fd, n, offset)
+        if len(data) != n:
+            raise self._fail(
+                f"the file ended early: wanted {n} bytes at offset {offset}, got {len(data)} "
+                "(was it truncated while being read?)"
+            )
+        return data
+
+    def _parse_header(self) -> None:
+        if self.size == 0:
+            raise self._fail("the file is empty")
+        prefix = os.pread(self._fd, 12, 0)
+        if not prefix.startswith(MAGIC):
+            raise self._fail("not an NPY file (bad magic bytes); was it written by numpy.save?")
+        if len(prefix) < 10:
+            raise self._fail("the NPY header is truncated")
+        major, minor = prefix[6], prefix[7]
+        if (major, minor) == (1, 0):
+            (hlen,), start = struct.unpack("<H", prefix[8:10]), 10
+        elif (major, minor) in ((2, 0), (3, 0)):
+            if len(prefix) < 12:
+                raise self._fail("the NPY header is truncated")
+            (hlen,), start = struct.unpack("<I", prefix[8:12]), 12
+        else:
+            raise self._fail(f"unsupported NPY format version {major}.{minor}")
+        if hlen > MAX_HEADER_BYTES:
+            raise self._fail(f"the NPY header claims {hlen} bytes; refusing a header that large")
+        raw = self._pread(hlen, start) if start + hlen <= self.size else None
+        if raw is None:
+            raise self._fail("the NPY header is truncated")
+        try:
+            header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin1"))
+            descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
+            dtype = np.lib.format.descr_to_dtype(descr)
+        except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError):
+            raise self._fail("the NPY header is not valid") from None
+        if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)
+                and isinstance(fortran, bool)):
+            raise self._fail("the NPY header is not valid")
+        problem = _kind_problem(dtype)
+        if problem:
+            raise self._fail(f"the array {problem}")
+        if not ((len(shape) == 2 and shape[1] == N_FEATURES)
+                or (len(shape) == 3 and shape[1:] == IMAGE_SHAPE)):
+            raise self._fail(
+                f"the array has shape {shape}; expected (N, {N_FEATURES}) or "
+                f"(N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]})"
+            )
+        self.n_rows = shape[0]
+        self.dtype = dtype
+        self.fortran = fortran
+        self.shape = shape
+        self.data_start = start + hlen
+        expected = self.data_start + self.n_rows * N_FEATURES * dtype.itemsize
+        if self.size < expected:
+            raise self._fail(
+                f"the file is truncated: its header declares {self.n_rows} rows "
+                f"({expected} bytes in all) but it holds {self.size} bytes"
+            )
+        if self.size > expected:
+            raise self._fail(
+                f"the file has {self.size - expected} bytes after the array it declares; "
+                "it may hold several arrays, which is not supported"
+            )
+        if self.n_rows == 0:
+            raise self._fail("the array has no rows")
+
+    def _column_offsets(self) -> np.ndarray:
+        """Byte offset of each feature's first value in a Fortran-ordered file."""
+        n, item = self.n_rows, self.dtype.itemsize
+        if len(self.shape) == 2:
+            order = np.arange(N_FEATURES)
+        else:
+            i, j = np.divmod(np.arange(N_FEATURES), IMAGE_SHAPE[1])
+            order = i + IMAGE_SHAPE[0] * j
+        return self.data_start + order * n * item
+
+    def _read_rows(self, a: int, b: int) -> np.ndarray:
+        item = self.dtype.itemsize
+        if not self.fortran:
+            raw = self._pread((b - a) * N_FEATURES * item, self.data_start + a * N_FEATURES * item)
+            return np.frombuffer(raw, dtype=self.dtype).reshape(b - a, N_FEATURES)
+        out = np.empty((b - a, N_FEATURES), dtype=self.dtype)
+        for k, offset in enumerate(self._column_offsets()):
+            raw = self._pread((b - a) * item, int(offset) + a * item)
+            out[:, k] = np.frombuffer(raw, dtype=self.dtype)
+        return out
+
+    def batches(self) -> Iterator[Batch]:
+        step = max(1, self.options.chunk_rows)
+        for a in range(0, self.n_rows, step):
+            b = min(self.n_rows, a + step)
+            raw = self._read_rows(a, b)
+            with np.errstate(over="ignore"):
+                X = np.ascontiguousarray(raw, dtype=np.float32)
+            batch = Batch(X=X, rows=np.arange(a, b), n_rows=b - a)
+            self._consumed = self.data_start + b * N_FEATURES * self.dtype.itemsize
+            if self.dtype.kind == "f" or self.dtype.itemsize > 4:
+                self._reject_nonfinite(batch, raw)
+            yield batch
+
+    def _reject_nonfinite(self, batch: Batch, raw: np.ndarray) -> None:
+        X = batch.X
+        if not X.size or np.isfinite(X.min() + X.max()):
+            return
+        bad_rows = ~np.isfinite(X).all(axis=1)
+        for i in np.flatnonzero(bad_rows):
+            k = int(np.argmax(~np.isfinite(X[i])))
+            value = raw[i, k].item()
+            problem = value_problem(float(value)) or "is not finite"
+            batch.rejects.append(
+                Reject(int(batch.rows[i]), None, k + 1, None, f"value {value!r} {problem}")
+            )
+        batch.keep(~bad_rows)
+
+    def consumed(self) -> int:
+        return self._consumed
+
+    def digest(self) -> str:
+        sha = hashlib.sha256()
+        offset = 0
+        while chunk := os.pread(self._fd, 8 << 20, offset):
+            sha.update(chunk)
+            offset += len(chunk)
+        return sha.hexdigest()
+
+    def close(self) -> None:
+        os.close(self._fd)

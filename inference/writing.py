@@ -1,0 +1,262 @@
+"""Writing predictions: one writer per format, always through an atomic temporary file.
+
+A kill at any moment leaves either no output or a complete one: data goes to a temporary file
+created exclusively in the destination directory, is fsynced, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .contract import N_CLASSES
+from .errors import OutputError, UsageError, WriteError
+from .readers import Reject
+
+STDOUT = "-"
+OUTPUT_FORMATS = ("csv", "npy", "parquet", "jsonl")
+_EXTENSIONS = {".csv": "csv", ".npy": "npy", ".parquet": "parquet", ".pq": "parquet",
+               ".jsonl": "jsonl", ".ndjson": "jsonl"}
+PROBA_COLUMNS = [f"p{k}" for k in range(N_CLASSES)]
+
+
+def detect_output_format(path: str | None, given: str | None) -> str:
+    """The output format from ``--output-format``, else the output's extension, else CSV."""
+    if given is not None:
+        if given not in OUTPUT_FORMATS:
+            raise UsageError(
+                f"unknown output format {given!r}; choose from {', '.join(OUTPUT_FORMATS)}"
+            )
+        return given
+    if path is None or path == STDOUT:
+        return "csv"
+    return _EXTENSIONS.get(Path(path).suffix.lower(), "csv")
+
+
+def output_schema(id_name: str | None, proba: bool) -> pa.Schema:
+    """Columns of every output: the row number or the id, label, confidence, then p0..p9."""
+    key = pa.field(id_name, pa.string()) if id_name else pa.field("row", pa.int64())
+    fields = [key, pa.field("label", pa.int64()), pa.field("confidence", pa.float32())]
+    if proba:
+        fields += [pa.field(name, pa.float32()) for name in PROBA_COLUMNS]
+    return pa.schema(fields)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicFile:
+    """A temporary file beside ``dst`` that becomes ``dst`` on commit and vanishes otherwise."""
+
+    def __init__(self, dst: Path) -> None:
+        self.dst = dst
+        try:
+            fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+        except FileNotFoundError:
+            raise OutputError(f"{dst}: the output directory {dst.parent} does not exist") from None
+        except PermissionError:
+            raise OutputError(f"{dst}: cannot create files in {dst.parent}") from None
+        except OSError as exc:
+            raise OutputError(f"{dst}: cannot create output ({exc.strerror})") from None
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        """Make the finished temporary file durable, then rename it over ``dst``."""
+        try:
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, self.dst)
+        except OSError as exc:
+            self.discard()
+            raise WriteError(f"{self.dst}: cannot finish writing ({exc.strerror})") from None
+        fsync_directory(self.dst.parent)
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
+def fsync_directory(directory: Path) -> None:
+    """Persist a rename: fsync the directory entry (best effort where it is unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic_bytes(dst: Path, data: bytes) -> None:
+    """Write a small file (a summary, a state record) atomically."""
+    out = AtomicFile(dst)
+    try:
+        out.tmp.write_bytes(data)
+    except OSError as exc:
+        out.discard()
+        raise WriteError(f"{dst}: cannot write ({exc.strerror})") from None
+    out.commit()
+
+
+class Writer:
+    """Writes tables of predictions in one format to a path or a binary stream."""
+
+    def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
+        self.sink = sink
+        self.schema = schema
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._write(table)
+        self.rows += table.num_rows
+
+    def _write(self, table: pa.Table) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the file (footer, header fix-up) and release it."""
+
+
+class CsvWriter(Writer):
+    def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
+        super().__init__(sink, schema)
+        plain = all(name.isidentifier() for name in schema.names)
+        options = pacsv.WriteOptions(quoting_header="none" if plain else "needed")
+        target = str(sink) if isinstance(sink, Path) else sink
+        self._writer = pacsv.CSVWriter(target, schema, write_options=options)
+
+    def _write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class ParquetWriter(Writer):
+    def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        super().__init__(sink, schema)
+        target = str(sink) if isinstance(sink, Path) else sink
+        self._writer = pq.ParquetWriter(target, schema)
+
+    def _write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class JsonlWriter(Writer):
+    def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
+        super().__init__(sink, schema)
+        self._own = isinstance(sink, Path)
+        self._fh: BinaryIO = open(sink, "wb") if isinstance(sink, Path) else sink  # noqa: SIM115
+
+    def _write(self, table: pa.Table) -> None:
+        columns = [table.column(name).to_pylist() for name in table.schema.names]
+        names = table.schema.names
+        lines = "".join(
+            json.dumps(dict(zip(names, values, strict=True))) + "\n"
+            for values in zip(*columns, strict=True)
+        )
+        self._fh.write(lines.encode())
+
+    def close(self) -> None:
+        if self._own:
+            self._fh.close()
+        else:
+            self._fh.flush()
+
+
+class NpyWriter(Writer):
+    """A 1-D structured array; the row count in the header is fixed up when the file closes."""
+
+    def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
+        super().__init__(sink, schema)
+        if not pa.types.is_integer(schema.field(0).type):
+            raise UsageError(
+                "NPY output cannot hold string ids; drop --id-column or write csv, parquet "
+                "or jsonl"
+            )
+        self.dtype = np.dtype([
+            (f.name, "<i8" if pa.types.is_integer(f.type) else "<f4") for f in schema
+        ])
+        self._seekable = isinstance(sink, Path)
+        self._fh: BinaryIO = open(sink, "wb") if isinstance(sink, Path) else io.BytesIO()  # noqa: SIM115
+        self._header_len = len(self._header(10**18))
+        self._fh.write(self._header(0, self._header_len))
+
+    def _header(self, n: int, length: int | None = None) -> bytes:
+        """The NPY 1.0 header, padded to ``length`` bytes so it can be rewritten in place."""
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                     "shape": (n,)})
+        used = 10 + len(text) + 1
+        pad = (-used) % 64 if length is None else length - used
+        body = (text + " " * pad + "\n").encode("latin1")
+        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+
+    def _write(self, table: pa.Table) -> None:
+        records = np.empty(table.num_rows, dtype=self.dtype)
+        for name in self.dtype.names:
+            records[name] = table.column(name).to_numpy()
+        self._fh.write(records.tobytes())
+
+    def close(self) -> None:
+        self._fh.seek(0)
+        self._fh.write(self._header(self.rows, self._header_len))
+        if self._seekable:
+            self._fh.close()
+        else:
+            stream = self.sink
+            stream.write(self._fh.getvalue())  # type: ignore[union-attr]
+            stream.flush()  # type: ignore[union-attr]
+
+
+_WRITERS = {"csv": CsvWriter, "parquet": ParquetWriter, "jsonl": JsonlWriter, "npy": NpyWriter}
+
+
+def open_writer(fmt: str, sink: Path | BinaryIO, schema: pa.Schema) -> Writer:
+    """A writer of ``fmt`` predictions to a temporary path or a stream (stdout)."""
+    return _WRITERS[fmt](sink, schema)
+
+
+def stdout_sink() -> BinaryIO:
+    return sys.stdout.buffer
+
+
+REJECT_COLUMNS = ["row", "line", "column", "column_name", "reason", "text"]
+
+
+def write_rejects(dst: Path, rejects: list[Reject]) -> None:
+    """Every rejected row, with where and why, as a small CSV written atomically."""
+    buffer = io.StringIO()
+    out = csv.writer(buffer, lineterminator="\n")
+    out.writerow(REJECT_COLUMNS)
+    for r in rejects:
+        out.writerow([r.row, "" if r.line is None else r.line,
+                      "" if r.column is None else r.column, r.column_name or "", r.reason,
+                      r.text])
+    write_atomic_bytes(dst, buffer.getvalue().encode("utf-8"))
