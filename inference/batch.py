@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from .arrow import from_numpy
 from .contract import FEATURE_MAX, FEATURE_MIN, N_CLASSES
 from .errors import (
     EXIT_OK,
@@ -228,7 +229,7 @@ def output_lock(directory: Path) -> Iterator[None]:
 
 # -- the pipeline ------------------------------------------------------------------------------
 
-def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+def _prefetch(batches: Iterator[Batch], depth: int = 1) -> Iterator[Batch]:
     """Parse the next batches in a thread while the caller scores and writes this one."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -304,10 +305,10 @@ def _range_check(batch: Batch, strict: bool, tally: _Tally) -> None:
 
 def _prediction_table(batch: Batch, labels: np.ndarray, proba: np.ndarray,
                       schema: pa.Schema) -> pa.Table:
-    key = batch.ids if batch.ids is not None else pa.array(batch.rows, pa.int64())
-    columns = [key, pa.array(labels, pa.int64()), pa.array(proba.max(axis=1), pa.float32())]
+    key = batch.ids if batch.ids is not None else from_numpy(batch.rows.astype(np.int64))
+    columns = [key, from_numpy(labels.astype(np.int64)), from_numpy(proba.max(axis=1))]
     if len(schema) > 3:
-        columns += [pa.array(proba[:, k]) for k in range(N_CLASSES)]
+        columns += [from_numpy(proba[:, k]) for k in range(N_CLASSES)]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -427,12 +428,13 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
                 _tally_truth(tally, batch.truth, labels)
             if progress is not None:
                 progress(source.consumed())
+        written = writer.rows
         try:
             writer.close()
             writer = None
         except OSError as exc:
             raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
-        _check_accounting(source, tally, writer.rows)
+        _check_accounting(source, tally, written)
         if before is not None and _stat_key(src) != before:
             raise InputDataError(f"{src}: the file changed while it was being scored; run again")
         if tally.rows == 0:

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from .arrow import to_numpy
 from .contract import N_CLASSES
 from .errors import OutputError, UsageError, WriteError
 from .readers import Reject
@@ -221,7 +222,7 @@ class NpyWriter(Writer):
     def _write(self, table: pa.Table) -> None:
         records = np.empty(table.num_rows, dtype=self.dtype)
         for name in self.dtype.names:
-            records[name] = table.column(name).to_numpy()
+            records[name] = to_numpy(table.column(name))
         self._fh.write(records.tobytes())
 
     def close(self) -> None:

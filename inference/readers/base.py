@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..arrow import from_numpy
 from ..contract import FEATURE_MAX, FEATURE_MIN, N_FEATURES
 
 
@@ -19,7 +20,7 @@ class ReadOptions:
     header: bool | None = None
     id_column: str | int | None = None
     label_column: str | int | None = None
-    chunk_bytes: int = 16 << 20
+    chunk_bytes: int = 8 << 20
     chunk_rows: int = 1 << 17
 
 
@@ -77,7 +78,7 @@ class Batch:
         self.X = np.ascontiguousarray(self.X[mask])
         self.rows = self.rows[mask]
         if self.ids is not None:
-            self.ids = self.ids.filter(mask) if hasattr(self.ids, "filter") else self.ids[mask]
+            self.ids = self.ids.filter(from_numpy(mask))
         if self.truth is not None:
             self.truth = self.truth[mask]
         if self.lines is not None:
@@ -160,4 +161,6 @@ def as_feature_matrix(columns: list[np.ndarray]) -> np.ndarray:
     if len(columns) != N_FEATURES:
         raise AssertionError(f"{len(columns)} feature columns reached the matrix")
     stacked = np.stack(columns)
-    return np.ascontiguousarray(stacked.T, dtype=np.float32)
+    out = np.empty((stacked.shape[1], N_FEATURES), dtype=np.float32)
+    out[...] = stacked.T
+    return out

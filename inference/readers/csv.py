@@ -20,9 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ..arrow import string_array, to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError, UsageError
-from .base import Batch, ReadOptions, Reject, Source, as_feature_matrix, value_problem
+from .base import Batch, ReadOptions, Reject, Source, value_problem
 
 SNIFF_BYTES = 64 << 10
 MAX_LINE_BYTES = 1 << 20
@@ -145,6 +146,8 @@ class CsvSource(Source):
             self.id_name = self.layout.names[self.layout.id_idx] if self.layout.header else "id"
         self.feature_columns = self.layout.feature_idx
         self.column_names = self.layout.names if self.layout.header else None
+        self._extra_columns = len(self.layout.names) != N_FEATURES
+        self._options = self._arrow_options()
 
     # -- reading raw bytes --------------------------------------------------------------------
 
@@ -152,9 +155,18 @@ class CsvSource(Source):
         try:
             return self._stream.read(size)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            if isinstance(self._stream, gzip.GzipFile):
-                raise InputDataError(f"{self.display}: not a valid gzip file ({exc})") from None
-            raise
+            raise self._read_error(exc) from None
+
+    def _readinto(self, view: memoryview) -> int:
+        try:
+            return self._stream.readinto(view) or 0
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise self._read_error(exc) from None
+
+    def _read_error(self, exc: BaseException) -> BaseException:
+        if isinstance(self._stream, gzip.GzipFile):
+            return InputDataError(f"{self.display}: not a valid gzip file ({exc})")
+        return exc
 
     def _first_lines(self, n: int = 21) -> list[bytes]:
         lines = self._pending.split(b"\n")
@@ -215,110 +227,129 @@ class CsvSource(Source):
         self._pending = b"" if cut < 0 else self._pending[cut + 1:]
         self._line_no = 2
 
-    def _line_blocks(self) -> Iterator[tuple[bytes, int]]:
-        """Blocks of about ``chunk_bytes`` of whole lines, with each block's first line number."""
+    def _line_blocks(self) -> Iterator[tuple[memoryview, int, int]]:
+        """Blocks of about ``chunk_bytes`` of whole lines: (bytes, first line number, lines).
+
+        Each block is read into a fresh buffer that pyarrow parses in place (no copies).
+        """
         size = self.options.chunk_bytes
         carry, self._pending = self._pending, b""
         line_no = self._line_no
         eof = False
         while True:
-            while not eof and len(carry) < size:
-                more = self._read(size)
-                eof = not more
-                carry += more
-            if not carry:
+            buf = bytearray(len(carry) + size)
+            buf[:len(carry)] = carry
+            end = len(carry)
+            while not eof and end < len(buf):
+                n = self._readinto(memoryview(buf)[end:])
+                eof = n == 0
+                end += n
+            if end == 0:
                 return
-            cut = len(carry) if eof and len(carry) <= size else carry.rfind(b"\n", 0, size) + 1
-            if cut == 0:
-                cut = carry.find(b"\n") + 1 or (len(carry) if eof else 0)
-            if cut == 0:
-                if len(carry) > MAX_LINE_BYTES:
+            cut = end if eof else buf.rfind(b"\n", 0, end) + 1
+            while cut == 0:
+                if end > MAX_LINE_BYTES:
                     raise InputDataError(
                         f"{self.display}: line {line_no} is longer than {MAX_LINE_BYTES} "
                         "bytes; this is not a file of 64-feature rows"
                     )
-                more = self._read(size)
-                eof = not more
-                carry += more
-                continue
-            block, carry = carry[:cut], carry[cut:]
+                buf.extend(bytes(size))
+                n = self._readinto(memoryview(buf)[end:])
+                eof = n == 0
+                end += n
+                cut = end if eof else buf.rfind(b"\n", 0, end) + 1
+            carry = bytes(buf[cut:end])
             if self.layout.whitespace:
-                block = _WS_RUNS.sub(b" ", _WS_EDGES.sub(b"", block))
-            yield block, line_no
-            line_no += block.count(b"\n")
+                buf = bytearray(_WS_RUNS.sub(b" ", _WS_EDGES.sub(b"", buf[:cut])))
+                cut = len(buf)
+            newlines = buf.count(b"\n", 0, cut)
+            yield memoryview(buf)[:cut], line_no, newlines
+            line_no += newlines
+            if eof and not carry:
+                return
 
     # -- parsing -------------------------------------------------------------------------------
 
-    def _parse(self, data: bytes) -> pa.Table:
+    def _arrow_options(self) -> dict:
+        """pyarrow's options for this layout: blank lines kept (as null rows) so rows = lines."""
         layout = self.layout
-        types: dict[str, pa.DataType] = {}
         names = [f"c{i}" for i in range(len(layout.names))]
-        for i in layout.feature_idx:
-            types[names[i]] = pa.float64()
+        types: dict[str, pa.DataType] = {names[i]: pa.float64() for i in layout.feature_idx}
         if layout.id_idx is not None:
             types[names[layout.id_idx]] = pa.string()
         if layout.label_idx is not None:
             types[names[layout.label_idx]] = pa.int64()
-        return pacsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=layout.delimiter.decode()),
-            convert_options=pacsv.ConvertOptions(
+        return {
+            "read_options": pacsv.ReadOptions(column_names=names, block_size=1 << 20),
+            "parse_options": pacsv.ParseOptions(delimiter=layout.delimiter.decode(),
+                                                ignore_empty_lines=False),
+            "convert_options": pacsv.ConvertOptions(
                 column_types=types, null_values=[""], strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
-        )
+        }
+
+    def _parse(self, data: bytes | memoryview) -> pa.Table:
+        return pacsv.read_csv(pa.py_buffer(data), **self._options)
 
     def batches(self) -> Iterator[Batch]:
         first_row = 0
-        for block, line_no in self._line_blocks():
-            batch = self._block_batch(block, line_no, first_row)
+        for block, line_no, newlines in self._line_blocks():
+            batch = self._block_batch(block, line_no, newlines, first_row)
             first_row += batch.n_rows
             yield batch
 
-    def _block_batch(self, block: bytes, line_no: int, first_row: int) -> Batch:
-        expected = _count_rows(block)
+    def _block_batch(self, block: memoryview, line_no: int, newlines: int,
+                     first_row: int) -> Batch:
+        """Parse a block in one go; blank or bad lines send it to the slow path."""
+        lines = newlines + (0 if block[-1:] == b"\n" else 1)
         try:
             table = self._parse(block)
         except pa.ArrowInvalid:
             table = None
-        if table is not None and table.num_rows == expected:
+        if table is not None and table.num_rows == lines and not self._has_nulls(table):
             batch = self._table_batch(table, first_row)
-            if not self._row_problems(table, batch):
-                batch.line_fn = lambda idx: _data_line_numbers(block, line_no)[idx]
+            X = batch.X
+            if not X.size or np.isfinite(X.min() + X.max()):
+                batch.line_fn = lambda idx: line_no + idx
                 return batch
-        return self._slow_batch(block, line_no, first_row, expected)
+        return self._slow_batch(bytes(block), line_no, first_row)
 
     def _table_batch(self, table: pa.Table, first_row: int) -> Batch:
         layout = self.layout
-        cols = [table.column(i).to_numpy() for i in layout.feature_idx]
-        with np.errstate(over="ignore"):
-            X = as_feature_matrix(cols)
         n = table.num_rows
+        X = np.empty((n, N_FEATURES), dtype=np.float32)
+        features = table.select(layout.feature_idx) if self._extra_columns else table
+        start = 0
+        for rb in features.to_batches():
+            # Arrow lays the columns out as one Fortran-ordered block; numpy then casts and
+            # transposes it into C order in a single pass.
+            with np.errstate(over="ignore"):
+                X[start:start + rb.num_rows] = np.asarray(rb.to_tensor(row_major=False))
+            start += rb.num_rows
         ids = truth = None
         if layout.id_idx is not None:
             ids = table.column(layout.id_idx).combine_chunks()
         if layout.label_idx is not None:
-            truth = table.column(layout.label_idx).to_numpy(zero_copy_only=False)
+            truth = to_numpy(table.column(layout.label_idx))
         return Batch(X=X, rows=np.arange(first_row, first_row + n), n_rows=n, ids=ids,
                      truth=truth)
 
-    def _row_problems(self, table: pa.Table, batch: Batch) -> bool:
-        """True when some parsed row has an empty cell or a value that is not finite."""
+    def _has_nulls(self, table: pa.Table) -> bool:
+        """True when some parsed row has an empty cell (or is a blank line)."""
         layout = self.layout
         if any(table.column(i).null_count for i in layout.feature_idx):
             return True
-        if layout.label_idx is not None and table.column(layout.label_idx).null_count:
-            return True
-        X = batch.X
-        return bool(X.size and not np.isfinite(X.min() + X.max()))
+        return layout.label_idx is not None and bool(table.column(layout.label_idx).null_count)
 
-    def _slow_batch(self, block: bytes, line_no: int, first_row: int, expected: int) -> Batch:
-        """Find the bad lines of a block by bisection, keeping the good rows' values exact."""
+    def _slow_batch(self, block: bytes, line_no: int, first_row: int) -> Batch:
+        """Find the bad lines of a block by bisection, keeping the good rows' values exact.
+
+        Blank lines are not rows: they are skipped here, as pandas and numpy skip them.
+        """
         lines = block.split(b"\n")
         numbered = [(line_no + i, ln + b"\n") for i, ln in enumerate(lines) if ln.strip(b"\r")]
-        if len(numbered) != expected:
-            raise AssertionError(f"{self.display}: counted {expected} rows, split {len(numbered)}")
+        expected = len(numbered)
         good: list[tuple[int, pa.Table]] = []
         rejects: list[Reject] = []
         self._bisect(numbered, 0, len(numbered), first_row, good, rejects)
@@ -335,7 +366,7 @@ class CsvSource(Source):
             if self.layout.label_idx is not None:
                 batch.truth = np.empty(0, np.int64)
             if self.layout.id_idx is not None:
-                batch.ids = pa.array([], pa.string())
+                batch.ids = string_array([])
         batch.lines = line_nums[rows - first_row]
         batch.n_rows = expected
         batch.rejects = sorted(rejects, key=lambda r: r.row)
@@ -375,7 +406,7 @@ class CsvSource(Source):
             col = table.column(i)
             if col.null_count:
                 return False
-            values = col.to_numpy()
+            values = to_numpy(col)
             if values.size and not np.isfinite(values.astype(np.float32)).all():
                 return False
         return not (layout.label_idx is not None and table.column(layout.label_idx).null_count)
@@ -407,7 +438,7 @@ class CsvSource(Source):
         if layout.label_idx is not None:
             token = fields[layout.label_idx]
             try:
-                pa.array([token]).cast(pa.int64())
+                string_array([token]).cast(pa.int64())
             except (pa.ArrowInvalid, ValueError):
                 return reject(layout.label_idx, f"label {_short(token)} is not an integer")
         return reject(None, "malformed CSV line")
@@ -425,7 +456,7 @@ class CsvSource(Source):
 def _parse_float(token: str) -> float | None:
     """The value pyarrow's parser gives a token, or None when it refuses it."""
     try:
-        return pa.array([token]).cast(pa.float64())[0].as_py()
+        return string_array([token]).cast(pa.float64())[0].as_py()
     except (pa.ArrowInvalid, ValueError):
         return None
 
@@ -433,20 +464,3 @@ def _parse_float(token: str) -> float | None:
 def _short(token: str, limit: int = 40) -> str:
     token = token.strip()
     return repr(token if len(token) <= limit else token[:limit] + "...")
-
-
-def _count_rows(block: bytes) -> int:
-    """Data rows in a block: its non-blank lines, counted apart from the parser."""
-    n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    if b"\n\n" in block or b"\n\r\n" in block or block.startswith((b"\n", b"\r\n")):
-        return sum(1 for ln in block.split(b"\n") if ln.strip(b"\r"))
-    return n
-
-
-def _data_line_numbers(block: bytes, first_line: int) -> np.ndarray:
-    """File line number of each data row (non-blank line) of a block."""
-    lines = block.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return np.array([first_line + i for i, ln in enumerate(lines) if ln.strip(b"\r")],
-                    dtype=np.int64)

@@ -9,6 +9,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
+from ..arrow import to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError
 from .base import Batch, ReadOptions, Reject, Source, as_feature_matrix
@@ -63,9 +64,9 @@ class ParquetSource(Source):
             for i in self.feature_columns:
                 col = rb.column(i)
                 if col.null_count:
-                    bad |= col.is_null().to_numpy(zero_copy_only=False)
+                    bad |= to_numpy(col.is_null())
                     col = col.fill_null(0)
-                cols.append(col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False))
+                cols.append(to_numpy(col).astype(np.float64, copy=False))
             with np.errstate(over="ignore", invalid="ignore"):
                 X = as_feature_matrix(cols)
             bad |= ~np.isfinite(X).all(axis=1)
@@ -75,9 +76,9 @@ class ParquetSource(Source):
             if self.label_idx is not None:
                 truth = rb.column(self.label_idx)
                 if truth.null_count:
-                    bad |= truth.is_null().to_numpy(zero_copy_only=False)
+                    bad |= to_numpy(truth.is_null())
                     truth = truth.fill_null(-1)
-                batch.truth = truth.cast(pa.int64()).to_numpy(zero_copy_only=False)
+                batch.truth = to_numpy(truth.cast(pa.int64()))
             if bad.any():
                 for r in np.flatnonzero(bad):
                     batch.rejects.append(self._reject(rb, int(r), first + int(r)))
