@@ -26,6 +26,7 @@ def build_model(W: np.ndarray | None = None, b: np.ndarray | None = None, *,
     """Scores = X @ W + b; probabilities = softmax; label = argmax. The contract's shape."""
     if W is None or b is None:
         W, b = random_weights()
+    W = W[:input_width]
     nodes = [
         helper.make_node("MatMul", ["X", "W"], ["xw"]),
         helper.make_node("Add", ["xw", "b"], ["scores"]),

@@ -118,7 +118,9 @@ def value_problem(value: float) -> str | None:
         return "is not a number (NaN)"
     if not np.isfinite(value):
         return "is infinite"
-    if not np.isfinite(np.float32(value)):
+    with np.errstate(over="ignore"):
+        narrowed = np.float32(value)
+    if not np.isfinite(narrowed):
         return "is outside the float32 range"
     return None
 

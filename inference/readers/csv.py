@@ -26,7 +26,10 @@ from ..errors import InputDataError, UsageError
 from .base import Batch, ReadOptions, Reject, Source, value_problem
 
 SNIFF_BYTES = 64 << 10
-MAX_LINE_BYTES = 1 << 20
+#: A longer line fails its file: a row of 64 numbers is a few hundred bytes at most.
+MAX_LINE_BYTES = 16 << 20
+#: Rejected lines are quoted in the reject report up to this many characters.
+SHOWN_CHARS = 200
 #: Below this many lines a failing block is diagnosed line by line instead of bisected.
 SMALL_BLOCK_LINES = 16
 BOM = b"\xef\xbb\xbf"
@@ -56,6 +59,11 @@ class _HashingReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         n = self._raw.readinto(buffer)
@@ -250,8 +258,8 @@ class CsvSource(Source):
             while cut == 0:
                 if end > MAX_LINE_BYTES:
                     raise InputDataError(
-                        f"{self.display}: line {line_no} is longer than {MAX_LINE_BYTES} "
-                        "bytes; this is not a file of 64-feature rows"
+                        f"{self.display}: line {line_no} is longer than "
+                        f"{MAX_LINE_BYTES >> 20} MiB; this is not a file of 64-feature rows"
                     )
                 buf.extend(bytes(size))
                 n = self._readinto(memoryview(buf)[end:])
@@ -406,15 +414,18 @@ class CsvSource(Source):
             col = table.column(i)
             if col.null_count:
                 return False
-            values = to_numpy(col)
-            if values.size and not np.isfinite(values.astype(np.float32)).all():
+            with np.errstate(over="ignore"):
+                values = to_numpy(col).astype(np.float32)
+            if values.size and not np.isfinite(values).all():
                 return False
         return not (layout.label_idx is not None and table.column(layout.label_idx).null_count)
 
     def _diagnose(self, row: int, line: int, text: bytes) -> Reject:
         """Name the first problem of one bad line: its column count, then its cells."""
         layout = self.layout
-        shown = text.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
+        shown = text[:SHOWN_CHARS * 4].rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
+        if len(shown) > SHOWN_CHARS:
+            shown = shown[:SHOWN_CHARS] + "..."
         fields = _split_fields(text, layout.delimiter, layout.whitespace)
         names = layout.names if layout.header else None
 

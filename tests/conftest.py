@@ -1,0 +1,59 @@
+"""Shared fixtures. Inference tests build their own small model; training fixtures train once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference import Model
+from tests.model_factory import build_model, random_weights, write_model
+
+
+@pytest.fixture(scope="session")
+def weights() -> tuple[np.ndarray, np.ndarray]:
+    return random_weights()
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory, weights) -> Path:
+    """A contract-shaped test model with its manifest, independent of the trained artifacts."""
+    return write_model(tmp_path_factory.mktemp("model"), build_model(*weights))
+
+
+@pytest.fixture(scope="session")
+def model(model_path: Path) -> Model:
+    return Model.load(model_path)
+
+
+@pytest.fixture(scope="session")
+def digits_rows() -> np.ndarray:
+    """200 rows of plausible pixel values 0..16 (integers), reproducible."""
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 17, size=(200, 64)).astype(np.float64)
+
+
+# --- training fixtures: each recipe is trained once per session, into its own tmp dir ---
+
+
+@pytest.fixture(scope="session")
+def trained_default(tmp_path_factory: pytest.TempPathFactory):
+    """The default recipe trained into a fresh directory, with report figures."""
+    from training import train
+
+    return train(tmp_path_factory.mktemp("trained-default") / "out", recipe="default")
+
+
+@pytest.fixture(scope="session")
+def trained_seed(tmp_path_factory: pytest.TempPathFactory):
+    """The tutorial's seed recipe trained into a fresh directory, with report figures."""
+    from training import train
+
+    return train(tmp_path_factory.mktemp("trained-seed") / "out", recipe="seed")
+
+
+@pytest.fixture(scope="session", params=["default", "seed"])
+def trained_recipe(request: pytest.FixtureRequest):
+    """Each recipe in turn, for tests that must hold for both."""
+    return request.getfixturevalue(f"trained_{request.param}")
