@@ -1,0 +1,166 @@
+"""``digits-train``: a thin command line over :mod:`training.api` and :mod:`training.verify`.
+
+Parses arguments, calls one API function, prints a short summary, and maps the package's
+exceptions to an exit code and one ``error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from inference.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from training.errors import TrainingError
+
+PROG = "digits-train"
+RECIPES = ("default", "seed")  # mirrored from training.recipes, which --help must not import
+DEFAULT_OUT = "artifacts"
+DEFAULT_EXAMPLES = "examples"
+
+DESCRIPTION = """\
+Train a logistic regression on scikit-learn's 8x8 digits and export it as a portable ONNX
+model (default domain only), with its manifest, golden reference set and report figures.
+"""
+
+EPILOG = """\
+commands:
+  (none)     train and write model.onnx, model.json, reference.npz and report/ to --out
+  verify     retrain by the manifest in --artifacts and compare with the committed model
+  samples    write the test split as digits_test.csv and digits_test.npy to --out
+
+The output directory is created if it is missing and its parent exists; otherwise nothing
+is written. Files are staged in a temporary directory inside it and moved into place only
+when the whole set is ready.
+
+exit codes: 0 ok, 1 verification failed, 2 usage error, 66 artifacts missing,
+65 unreadable manifest, 73 output directory cannot be created or written.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser, separate from :func:`main` so docs and tests can inspect it."""
+    parser = _Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default=None,
+        help="default: standardized multinomial logistic regression, C by 5-fold CV; "
+        "seed: the tutorial's one-vs-rest liblinear model (default: %(default)s -> default)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help=f"where to write the artifact set (default: ./{DEFAULT_OUT}); created if missing, "
+        "its parent must exist",
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="skip the figures and report/README.md"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{verify,samples}")
+    verify = commands.add_parser(
+        "verify",
+        help="retrain by the manifest and compare with the committed artifacts",
+        description="Retrain by the manifest's recipe and check the committed model against "
+        "it and against the golden set. Exit 0 if every check passes, 1 otherwise.",
+    )
+    verify.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        default=DEFAULT_OUT,
+        help="directory holding model.onnx, model.json and reference.npz (default: ./%(default)s)",
+    )
+    samples = commands.add_parser(
+        "samples",
+        help="write the test split as example input files",
+        description="Write the 360 test digits as digits_test.csv (id, 64 pixels, label) and "
+        "digits_test.npy (360x8x8 uint8). The directory is created if its parent exists.",
+    )
+    samples.add_argument(
+        "--out",
+        dest="samples_out",
+        metavar="DIR",
+        default=DEFAULT_EXAMPLES,
+        help="default: ./%(default)s",
+    )
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.api import train
+
+    recipe = args.recipe or "default"
+    result = train(args.out or DEFAULT_OUT, recipe=recipe, report=not args.no_report)
+    metrics = result.metrics
+    split = result.split
+    first = 30
+    predicted = " ".join(str(int(v)) for v in result.test_predictions[:first])
+    truth = " ".join(str(int(v)) for v in split.y_test[:first])
+    c_note = "chosen by 5-fold CV on the training split" if recipe == "default" else "fixed"
+    lines = [
+        f"recipe         {recipe}",
+        f"C              {result.hyperparameters['C']:.4g} ({c_note})",
+        f"CV accuracy    {metrics['cv_mean']:.4f} ± {metrics['cv_std']:.4f}",
+        f"test accuracy  {metrics['test_accuracy']:.6f} "
+        f"({metrics['test_correct']} of {metrics['test_size']})",
+        f"predicted      {predicted}",
+        f"truth          {truth}",
+    ]
+    for i, path in enumerate(result.paths):
+        lines.append(f"{'wrote' if i == 0 else '':<15}{path}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from training.verify import verify
+
+    result = verify(args.artifacts)
+    print(result.table())
+    return EXIT_OK if result.ok else EXIT_SOME_FAILED
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from training.api import write_samples
+
+    for path in write_samples(args.samples_out):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` and return the exit code (no ``sys.exit``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command and (args.recipe or args.out or args.no_report):
+            parser.error(f"--recipe, --out and --no-report apply to training, not {args.command}")
+    except SystemExit as exc:  # --help and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler = {"verify": _verify, "samples": _samples}.get(args.command, _train)
+    try:
+        return handler(args)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

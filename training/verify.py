@@ -1,0 +1,210 @@
+"""Check committed artifacts against a fresh retraining: ``digits-train verify``.
+
+Retrains by the manifest's recipe (and its C grid), then compares the committed ONNX model
+with the retrained scikit-learn model and with the golden set, within the contract's
+tolerances. Any failed check makes the run fail; nothing is rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from inference import contract
+from training import export, manifest, recipes
+from training.data import load_split
+from training.errors import ArtifactsNotFoundError, ManifestError, PortabilityError
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the verification table."""
+
+    name: str
+    value: str
+    ok: bool
+
+
+@dataclass
+class Verification:
+    """All checks of one run; ``ok`` only if every check passed."""
+
+    artifacts: Path
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def add(self, name: str, value: str, ok: bool) -> None:
+        self.checks.append(Check(name, value, bool(ok)))
+
+    def table(self) -> str:
+        """A fixed-width table, one check a line, then the verdict."""
+        width = max(len(c.name) for c in self.checks)
+        vwidth = max(len(c.value) for c in self.checks)
+        lines = [
+            f"{c.name:<{width}}  {c.value:<{vwidth}}  {'ok' if c.ok else 'FAIL'}"
+            for c in self.checks
+        ]
+        verdict = "verified" if self.ok else "NOT verified"
+        failed = sum(not c.ok for c in self.checks)
+        suffix = "" if self.ok else f" ({failed} check{'s' if failed != 1 else ''} failed)"
+        lines.append(f"{verdict}: {self.artifacts}{suffix}")
+        return "\n".join(lines)
+
+
+def near_ties(probabilities: np.ndarray) -> np.ndarray:
+    """Rows whose top-two probabilities differ by less than TIE_MARGIN (labels may flip)."""
+    top2 = np.sort(np.asarray(probabilities, dtype=np.float64), axis=1)[:, -2:]
+    return (top2[:, 1] - top2[:, 0]) < contract.TIE_MARGIN
+
+
+def label_mismatches(
+    expected: np.ndarray, expected_proba: np.ndarray, actual: np.ndarray
+) -> tuple[int, int]:
+    """(mismatches outside near-ties, near-tie rows) between two label vectors."""
+    ties = near_ties(expected_proba)
+    differ = np.asarray(expected) != np.asarray(actual)
+    return int(np.sum(differ & ~ties)), int(np.sum(ties))
+
+
+def _load(artifacts: Path) -> tuple[dict, bytes, dict[str, np.ndarray]]:
+    if not artifacts.is_dir():
+        raise ArtifactsNotFoundError(f"artifacts directory {artifacts} does not exist")
+    paths = {
+        name: artifacts / name
+        for name in (
+            contract.MANIFEST_FILENAME,
+            contract.MODEL_FILENAME,
+            contract.REFERENCE_FILENAME,
+        )
+    }
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise ArtifactsNotFoundError(
+            f"{artifacts} lacks {', '.join(missing)}; run digits-train --out {artifacts} first"
+        )
+    try:
+        the_manifest = manifest.read_manifest(paths[contract.MANIFEST_FILENAME])
+        recipe = the_manifest["recipe"]
+        the_manifest["hyperparameters"]["C"]
+        the_manifest["model"]["sha256"]
+        the_manifest["metrics"]["test_correct"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            f"{paths[contract.MANIFEST_FILENAME]} is not valid JSON: {exc}"
+        ) from None
+    except (KeyError, TypeError) as exc:
+        raise ManifestError(
+            f"{paths[contract.MANIFEST_FILENAME]} lacks the field {exc}; "
+            "regenerate it with digits-train"
+        ) from None
+    recipes.check_recipe(recipe)
+    try:
+        with np.load(paths[contract.REFERENCE_FILENAME], allow_pickle=False) as npz:
+            golden = {key: npz[key] for key in manifest.REFERENCE_KEYS}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ManifestError(f"{paths[contract.REFERENCE_FILENAME]} is unreadable: {exc}") from None
+    return the_manifest, paths[contract.MODEL_FILENAME].read_bytes(), golden
+
+
+def _run_onnx(model_bytes: bytes, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    labels, proba = session.run(
+        [contract.OUTPUT_LABEL, contract.OUTPUT_PROBA],
+        {contract.INPUT_NAME: np.asarray(X, dtype=np.float32)},
+    )
+    return np.asarray(labels), np.asarray(proba)
+
+
+def verify(artifacts_dir: str | os.PathLike[str] = "artifacts") -> Verification:
+    """Retrain by the manifest and compare; see the module docstring for the checks."""
+    artifacts = Path(artifacts_dir)
+    the_manifest, model_bytes, golden = _load(artifacts)
+    report = Verification(artifacts)
+
+    sha = manifest.sha256_hex(model_bytes)
+    report.add(
+        "model sha256 matches manifest", sha[:16] + "…", sha == the_manifest["model"]["sha256"]
+    )
+
+    recipe = the_manifest["recipe"]
+    hyper = the_manifest["hyperparameters"]
+    split = load_split()
+    report.add(
+        "training data fingerprint",
+        split.fingerprint[:23] + "…",
+        split.fingerprint == the_manifest.get("training_data", {}).get("fingerprint"),
+    )
+    grid = hyper.get("C_grid") if recipe == "default" else None
+    fitted = recipes.fit_recipe(recipe, split, C_grid=grid)
+    report.add(
+        f"retrained {recipe} recipe: C",
+        f"{fitted.hyperparameters['C']:.4g} (manifest {hyper['C']:.4g})",
+        fitted.hyperparameters == hyper,
+    )
+    same_set = (
+        golden["X"].shape == split.X_test.shape
+        and np.array_equal(golden["X"], split.X_test)
+        and np.array_equal(golden["y"], split.y_test)
+    )
+    report.add("golden set is the test split", f"{len(golden['y'])} rows", same_set)
+
+    try:
+        model = onnx.load_model_from_string(model_bytes)
+        export.check_portable(model)
+        export.check_contract(model)
+        labels, proba = _run_onnx(model_bytes, golden["X"])
+    except PortabilityError as exc:
+        report.add("committed model follows the contract", str(exc)[:60], False)
+        return report
+    except Exception as exc:  # a damaged file: report it as a failed check, not a traceback
+        report.add("committed model loads", f"{type(exc).__name__}", False)
+        return report
+    report.add(
+        "committed model follows the contract", f"opset {contract.OPSET}, default domain", True
+    )
+
+    sk_proba = fitted.estimator.predict_proba(golden["X"].astype(np.float32).astype(np.float64))
+    sk_labels = fitted.estimator.predict(golden["X"].astype(np.float32).astype(np.float64))
+    dp = float(np.max(np.abs(sk_proba - proba)))
+    report.add(
+        "max |dp| retrained sklearn vs ONNX",
+        f"{dp:.2e} (atol {contract.PROBA_ATOL:g})",
+        dp <= contract.PROBA_ATOL,
+    )
+    wrong, ties = label_mismatches(sk_labels, sk_proba, labels)
+    report.add(
+        "label mismatches retrained vs ONNX", f"{wrong} ({ties} near-ties excused)", wrong == 0
+    )
+
+    dp_golden = float(np.max(np.abs(golden["probabilities"] - proba)))
+    report.add(
+        "max |dp| golden vs ONNX",
+        f"{dp_golden:.2e} (atol {contract.PROBA_ATOL:g})",
+        dp_golden <= contract.PROBA_ATOL,
+    )
+    wrong, ties = label_mismatches(golden["labels"], golden["probabilities"], labels)
+    report.add("label mismatches golden vs ONNX", f"{wrong} ({ties} near-ties excused)", wrong == 0)
+
+    correct = int(np.sum(labels == golden["y"]))
+    expected = int(the_manifest["metrics"]["test_correct"])
+    report.add(
+        "committed model accuracy on golden set",
+        f"{correct / len(golden['y']):.4f} ({correct}/{len(golden['y'])}, manifest {expected})",
+        correct == expected,
+    )
+
+    current = manifest.library_versions()
+    recorded = the_manifest.get("versions", {})
+    differ = [f"{k} {recorded.get(k)}->{v}" for k, v in current.items() if recorded.get(k) != v]
+    report.add("library versions", "as recorded" if not differ else "; ".join(differ), True)
+    return report
