@@ -29,7 +29,7 @@ def write_csv(X: np.ndarray, path: Path) -> None:
     names = [f"pixel_{i // 8}_{i % 8}" for i in range(X.shape[1])]
     table = pa.table({name: X[:, j] for j, name in enumerate(names)})
     tmp = path.with_suffix(".tmp")
-    pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="none"))
+    pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_header="none"))
     tmp.replace(path)
 
 

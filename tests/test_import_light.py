@@ -1,0 +1,28 @@
+"""The inference package stays light: importing or running it never loads the training stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("sklearn", "skl2onnx", "matplotlib", "pandas", "onnx", "scipy", "dask")
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    return proc.stdout.split()
+
+
+def test_importing_inference_loads_no_heavy_module():
+    assert loaded_after("import inference, inference.cli") == []
+
+
+def test_scoring_a_file_loads_no_heavy_module(tmp_path, model_path):
+    src = tmp_path / "x.csv"
+    src.write_text("\n".join(",".join(str((i + k) % 17) for k in range(64)) for i in range(20)))
+    code = (f"from inference.cli import main\n"
+            f"assert main([{str(src)!r}, '-o', {str(tmp_path / 'o.csv')!r}, '-q', '--model', "
+            f"{str(model_path)!r}, '--proba']) == 0")
+    assert loaded_after(code) == []
