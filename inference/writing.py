@@ -156,17 +156,38 @@ class CsvWriter(Writer):
 
 
 class ParquetWriter(Writer):
+    """Row groups of a fixed size, whatever the input's batches: the same rows always give the
+    same bytes, however they were read (whole, in parts, on a cluster)."""
+
+    ROW_GROUP_ROWS = 1 << 17
+
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
         import pyarrow.parquet as pq
 
         super().__init__(sink, schema)
         target = str(sink) if isinstance(sink, Path) else sink
         self._writer = pq.ParquetWriter(target, schema)
+        self._held: list[pa.Table] = []
+        self._held_rows = 0
 
     def _write(self, table: pa.Table) -> None:
-        self._writer.write_table(table)
+        self._held.append(table)
+        self._held_rows += table.num_rows
+        if self._held_rows >= self.ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        size = self.ROW_GROUP_ROWS
+        table = pa.concat_tables(self._held) if self._held else self.schema.empty_table()
+        cut = table.num_rows if final else table.num_rows // size * size
+        if cut:
+            # One chunk per column, so page boundaries cannot follow the input's batches.
+            self._writer.write_table(table.slice(0, cut).combine_chunks(), row_group_size=size)
+        rest = table.slice(cut)
+        self._held, self._held_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self) -> None:
+        self._flush(final=True)
         self._writer.close()
 
 

@@ -11,6 +11,7 @@ import csv
 import gzip
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,8 +143,10 @@ class CsvSource(Source):
             raw = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
         self._stream = raw
         self._pending = self._read(SNIFF_BYTES)
+        self._data_start = 0
         if self._pending.startswith(BOM):
             self._pending = self._pending[len(BOM):]
+            self._data_start = len(BOM)
         if not self._pending.strip():
             raise InputDataError(f"{display}: the file is empty")
         self.layout = self._sniff()
@@ -232,8 +235,38 @@ class CsvSource(Source):
 
     def _drop_header(self) -> None:
         cut = self._pending.find(b"\n")
+        self._data_start += len(self._pending) if cut < 0 else cut + 1
         self._pending = b"" if cut < 0 else self._pending[cut + 1:]
         self._line_no = 2
+
+    # -- reading one part of a file ------------------------------------------------------------
+
+    def restrict(self, begin: int, stop: int) -> None:
+        """Read only the lines that start in bytes ``[begin, stop)`` of the file.
+
+        Splits one large file into parts that score independently (on a cluster): the layout
+        (delimiter, header, columns) is the whole file's, each line belongs to exactly one
+        part, and adjacent ranges cover the data exactly once. Line numbers restart at 1 in a
+        part that does not start the data (the caller shifts them by the lines before it).
+        Only for plain files opened from a path, before :meth:`batches`.
+        """
+        raw = self._hashing._raw
+        if isinstance(self._stream, gzip.GzipFile) or not hasattr(raw, "fileno"):
+            raise UsageError(f"{self.display}: only uncompressed files can be read in parts")
+        fd = raw.fileno()
+        first = max(self._data_start, _line_start(fd, begin))
+        last = max(first, _line_start(fd, stop))
+        if first != self._data_start:
+            self._line_no = 1
+        # The whole-file stream stays open (owned by the range) until the source closes.
+        self._hashing = _HashingReader(_RangeReader(fd, first, last, owner=self._stream))
+        self._stream = io.BufferedReader(self._hashing, buffer_size=1 << 20)
+        self._pending = b""
+
+    @property
+    def next_line(self) -> int:
+        """The number the next line read would get (after :meth:`batches`: lines + 1)."""
+        return self._line_no
 
     def _line_blocks(self) -> Iterator[tuple[memoryview, int, int]]:
         """Blocks of about ``chunk_bytes`` of whole lines: (bytes, first line number, lines).
@@ -273,6 +306,7 @@ class CsvSource(Source):
             newlines = buf.count(b"\n", 0, cut)
             yield memoryview(buf)[:cut], line_no, newlines
             line_no += newlines
+            self._line_no = line_no
             if eof and not carry:
                 return
 
@@ -462,6 +496,43 @@ class CsvSource(Source):
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _line_start(fd: int, pos: int) -> int:
+    """The first offset at or after ``pos`` where a line starts (the file's size if none)."""
+    if pos <= 0:
+        return 0
+    offset = pos - 1
+    while chunk := os.pread(fd, 1 << 16, offset):
+        found = chunk.find(b"\n")
+        if found >= 0:
+            return offset + found + 1
+        offset += len(chunk)
+    return offset
+
+
+class _RangeReader(io.RawIOBase):
+    """Reads bytes ``[start, stop)`` of a file descriptor with pread (no shared position)."""
+
+    def __init__(self, fd: int, start: int, stop: int, *, owner: BinaryIO) -> None:
+        self._fd, self._pos, self._stop, self._owner = fd, start, stop, owner
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._owner.close()
+        super().close()
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = min(len(buffer), self._stop - self._pos)
+        if n <= 0:
+            return 0
+        data = os.pread(self._fd, n, self._pos)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def _parse_float(token: str) -> float | None:

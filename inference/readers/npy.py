@@ -103,6 +103,8 @@ class NpySource(Source):
             )
         self.n_rows = shape[0]
         self.dtype = dtype
+        #: Bytes one row takes in the file (for cutting it into parts).
+        self.row_bytes = N_FEATURES * dtype.itemsize
         self.fortran = fortran
         self.shape = shape
         self.data_start = start + hlen
@@ -143,12 +145,22 @@ class NpySource(Source):
             out[:, k] = np.frombuffer(raw, dtype=self.dtype)
         return out
 
+    def restrict(self, begin: int, stop: int) -> None:
+        """Read only rows ``[begin, stop)``: one part of a large file scored on a cluster.
+
+        Row numbers stay the file's own, so parts need no renumbering.
+        """
+        self._rows = (max(0, begin), min(self.n_rows, max(begin, stop)))
+
     def batches(self) -> Iterator[Batch]:
+        first, last = getattr(self, "_rows", (0, self.n_rows))
         # C-ordered files are read front to back, so the hash comes for free on the way.
-        self._sha = None if self.fortran else hashlib.sha256(self._pread(self.data_start, 0))
+        whole = (first, last) == (0, self.n_rows)
+        self._sha = None if self.fortran or not whole else hashlib.sha256(
+            self._pread(self.data_start, 0))
         step = max(1, self.options.chunk_rows)
-        for a in range(0, self.n_rows, step):
-            b = min(self.n_rows, a + step)
+        for a in range(first, last, step):
+            b = min(last, a + step)
             raw = self._read_rows(a, b)
             with np.errstate(over="ignore"):
                 X = np.ascontiguousarray(raw, dtype=np.float32)
