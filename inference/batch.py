@@ -278,6 +278,8 @@ class _Tally:
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((N_CLASSES, N_CLASSES),
                                                                    np.int64))
     rejects: list[Reject] = field(default_factory=list)
+    #: A part stopped at its first reject under --on-error fail (its file fails).
+    stopped: bool = False
 
 
 def _range_check(batch: Batch, strict: bool, tally: _Tally) -> None:
@@ -382,7 +384,7 @@ def score_file(src: str, dst: str | Path, *, model: Model | None = None,
 
 def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: bool,
                rejects_path: str | Path | None,
-               progress: Callable[[int], None] | None) -> FileSummary:
+               progress: Callable[[int], None] | None, run_id: str | None = None) -> FileSummary:
     started = time.perf_counter()
     summary = FileSummary(input=src, output=dst)
     fmt = detect_output_format(None if dst == STDOUT else dst, options.output_format)
@@ -393,12 +395,9 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
     if src != STDIN and not os.path.exists(src):
         raise MissingInputError(f"{src}: no such file")
     if not to_stdout and not force:
-        state = _up_to_date(src, dst_path, model, options)
-        if state is not None:
-            summary = FileSummary(**{**state["summary"], "input": src, "output": dst})
-            summary.status = "skipped"
-            summary.seconds = time.perf_counter() - started
-            return summary
+        skipped = skipped_summary(src, dst_path, model, options, started, run_id)
+        if skipped is not None:
+            return skipped
     before = _stat_key(src)
     source = open_source(src, options.read)
     rejects_at = Path(rejects_path) if rejects_path else rejects_path_for(src, dst)
@@ -407,27 +406,7 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
         out = None if to_stdout else AtomicFile(dst_path)
         schema = output_schema(source.id_name, options.proba)
         writer = open_writer(fmt, stdout_sink() if out is None else out.tmp, schema)
-        tally = _Tally()
-        has_truth = options.read.label_column is not None
-        for batch in _prefetch(source.batches()):
-            batch.feature_columns = source.feature_columns
-            batch.column_names = source.column_names
-            _range_check(batch, options.strict, tally)
-            if batch.rejects and options.on_error == "fail":
-                first = batch.rejects[0]
-                raise InputDataError(f"{source.display}: {first.where()}: {first.reason}")
-            labels, proba = model.run(batch.X)
-            try:
-                writer.write(_prediction_table(batch, labels, proba, schema))
-            except OSError as exc:
-                raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
-            tally.rows += batch.n_rows
-            tally.scored += len(labels)
-            tally.rejects.extend(batch.rejects)
-            if has_truth and batch.truth is not None:
-                _tally_truth(tally, batch.truth, labels)
-            if progress is not None:
-                progress(source.consumed())
+        tally = score_stream(source, model, options, writer, schema, dst, progress)
         written = writer.rows
         try:
             writer.close()
@@ -452,6 +431,55 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
         raise
     finally:
         source.close()
+    return finish_file(summary, tally, src, dst, before, digest, model.sha256, options,
+                       rejects_at, started, run_id)
+
+
+def score_stream(source: Source, model: Model, options: ScoreOptions, writer, schema: pa.Schema,
+                 dst: str, progress: Callable[[int], None] | None = None, *,
+                 fail_fast: bool = True) -> _Tally:
+    """Score every batch of ``source`` into ``writer``: the loop the local engine and each
+    part of a split file on a cluster share.
+
+    With ``--on-error fail`` the first reject raises InputDataError; with ``fail_fast=False``
+    (a part, whose line numbers are not final yet) it stops and leaves the rejects to report.
+    """
+    tally = _Tally()
+    has_truth = options.read.label_column is not None
+    for batch in _prefetch(source.batches()):
+        batch.feature_columns = source.feature_columns
+        batch.column_names = source.column_names
+        _range_check(batch, options.strict, tally)
+        if batch.rejects and options.on_error == "fail":
+            if fail_fast:
+                first = batch.rejects[0]
+                raise InputDataError(f"{source.display}: {first.where()}: {first.reason}")
+            tally.rejects.extend(batch.rejects)
+            tally.stopped = True
+            return tally
+        labels, proba = model.run(batch.X)
+        try:
+            writer.write(_prediction_table(batch, labels, proba, schema))
+        except OSError as exc:
+            raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+        tally.rows += batch.n_rows
+        tally.scored += len(labels)
+        tally.rejects.extend(batch.rejects)
+        if has_truth and batch.truth is not None:
+            _tally_truth(tally, batch.truth, labels)
+        if progress is not None:
+            progress(source.consumed())
+    return tally
+
+
+def finish_file(summary: FileSummary, tally: _Tally, src: str, dst: str,
+                before: tuple[int, int] | None, digest: str | None, model_sha256: str,
+                options: ScoreOptions, rejects_at: Path, started: float,
+                run_id: str | None = None) -> FileSummary:
+    """After the output is committed: fill the summary, write the reject report and the
+    up-to-date record beside the output."""
+    to_stdout = dst == STDOUT
+    has_truth = options.read.label_column is not None
     summary.rows, summary.scored = tally.rows, tally.scored
     summary.rejected, summary.out_of_range = len(tally.rejects), tally.out_of_range
     if has_truth:
@@ -464,8 +492,31 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
         rejects_at.unlink()
     summary.seconds = time.perf_counter() - started
     if not to_stdout:
-        _write_state(src, dst_path, before, digest, model, options, summary)
+        _write_state(src, Path(dst), before, digest, model_sha256, options, summary, run_id)
     return summary
+
+
+def skipped_summary(src: str, dst: Path, model: Model, options: ScoreOptions,
+                    started: float, run_id: str | None = None) -> FileSummary | None:
+    """The summary of the run that wrote ``dst``, when it is up to date (else None).
+
+    When that run is this one (``run_id``: a cluster task that ran twice), the file counts
+    as scored, not skipped: the summary must not depend on retries.
+    """
+    state = _up_to_date(src, dst, model, options)
+    if state is None:
+        return None
+    summary = FileSummary(**{**state["summary"], "input": src, "output": str(dst)})
+    if run_id is None or state.get("run_id") != run_id:
+        summary.status = "skipped"
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def failed_summary(src: str, exc: DigitsError) -> FileSummary:
+    """A file that failed: no output, the error's message and exit code."""
+    return FileSummary(input=src, output=None, status="failed", error=str(exc),
+                       exit_code=exc.exit_code)
 
 
 def _abandon(writer, out: AtomicFile | None) -> None:
@@ -500,14 +551,16 @@ def _check_accounting(source: Source, tally: _Tally, written: int) -> None:
 
 
 def _write_state(src: str, dst: Path, before: tuple[int, int] | None, digest: str | None,
-                 model: Model, options: ScoreOptions, summary: FileSummary) -> None:
+                 model_sha256: str, options: ScoreOptions, summary: FileSummary,
+                 run_id: str | None = None) -> None:
     size, mtime = before or (None, None)
     state = {
         "schema": STATE_SCHEMA,
         "input": {"path": src, "size": size, "mtime_ns": mtime, "sha256": digest},
         "output": {"path": str(dst), "size": dst.stat().st_size},
-        "model_sha256": model.sha256,
+        "model_sha256": model_sha256,
         "options": options.fingerprint(),
+        "run_id": run_id,
         "summary": {k: v for k, v in asdict(summary).items() if k not in ("input", "output")},
     }
     write_atomic_bytes(state_path_for(dst), json.dumps(state, indent=1).encode())
@@ -538,12 +591,24 @@ def score_files(inputs: list[str], *, output: str | None = None,
                 out_dir: str | Path | None = None, model: Model | None = None,
                 options: ScoreOptions | None = None, force: bool = False,
                 progress: bool | None = None,
-                on_file: Callable[[FileSummary], None] | None = None) -> BatchSummary:
+                on_file: Callable[[FileSummary], None] | None = None,
+                scheduler: object | None = None, part_bytes: int | None = None) -> BatchSummary:
     """Score many inputs (files, directories, globs); one bad file does not stop the others.
 
     Each file's failure is recorded in its summary; the returned summary's ``exit_code`` says
-    whether all, some or none were scored.
+    whether all, some or none were scored. With ``scheduler`` (a ``distributed.Client``, an
+    address or ``local:N``) the work runs on a Dask cluster with the same results; see
+    :mod:`inference.distributed`.
     """
+    if scheduler is not None:
+        from .distributed import DEFAULT_PART_BYTES, score_files_on_cluster
+
+        return score_files_on_cluster(
+            inputs, scheduler=scheduler, output=output, out_dir=out_dir, model=model,
+            options=options, force=force, progress=progress, on_file=on_file,
+            part_bytes=part_bytes or DEFAULT_PART_BYTES)
+    if part_bytes is not None:
+        raise UsageError("--part-size applies to --scheduler runs only")
     started = time.perf_counter()
     model = model or Model.load()
     options = options or ScoreOptions()
@@ -571,8 +636,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
             try:
                 result = _score_one(src, dst, model, options, force, None, advance)
             except DigitsError as exc:
-                result = FileSummary(input=src, output=None, status="failed", error=str(exc),
-                                     exit_code=exc.exit_code)
+                result = failed_summary(src, exc)
             summary.files.append(result)
             if on_file is not None:
                 on_file(result)

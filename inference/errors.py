@@ -13,6 +13,7 @@ EXIT_NOINPUT = 66
 EXIT_CANTCREAT = 73
 EXIT_IOERR = 74
 EXIT_TEMPFAIL = 75
+EXIT_UNAVAILABLE = 69
 
 
 class DigitsError(Exception):
@@ -67,3 +68,9 @@ class ModelError(DigitsError, ValueError):
     """The model file is unusable: hash mismatch, wrong contract, foreign operators."""
 
     exit_code = EXIT_DATAERR
+
+
+class ClusterError(DigitsError):
+    """The Dask cluster cannot be reached, or a task kept killing the workers that ran it."""
+
+    exit_code = EXIT_UNAVAILABLE
