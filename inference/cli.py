@@ -27,6 +27,8 @@ exit codes:
   {errors.EXIT_USAGE:<3} usage error (bad option or combination)
   {errors.EXIT_DATAERR:<3} bad data (the message names file, line and column) or unusable model
   {errors.EXIT_NOINPUT:<3} an input does not exist
+  {errors.EXIT_UNAVAILABLE:<3} --scheduler: the Dask cluster cannot be reached, or a task kept
+      killing its workers
   {errors.EXIT_CANTCREAT:<3} an output cannot be created
   {errors.EXIT_IOERR:<3} I/O error while reading or writing (disk full, ...)
   {errors.EXIT_TEMPFAIL:<3} another run holds the output directory's lock; try again later
@@ -101,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--force", action="store_true", help="rescore even up-to-date outputs")
     run.add_argument("--threads", type=_positive, metavar="N", help="CPU threads to use")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="score on a Dask cluster: a scheduler address (tcp://host:8786) or "
+                     "local:N for N local worker processes (needs the dask extra)")
+    run.add_argument("--part-size", type=_positive, metavar="MB",
+                     help="with --scheduler: cut CSV and NPY files larger than this into parts "
+                     "scored in parallel (default: 64)")
     run.add_argument("--model", metavar="PATH", help="model file (default: the bundled model)")
     run.add_argument("--model-sha256", metavar="HEX",
                      help="expected sha256 of the model (default: from its manifest)")
@@ -207,6 +215,8 @@ def run_score(argv: list[str]) -> int:
         args.inputs, output=args.output, out_dir=args.out_dir, model=model, options=options,
         force=args.force, progress=args.progress,
         on_file=lambda f: _report_file(f, args.quiet, args.verbose),
+        scheduler=args.scheduler,
+        part_bytes=args.part_size << 20 if args.part_size else None,
     )
     if not args.quiet and len(summary.files) > 1:
         _report_total(summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("sklearn", "skl2onnx", "matplotlib", "pandas", "onnx", "scipy", "dask")
+HEAVY = ("sklearn", "skl2onnx", "matplotlib", "pandas", "onnx", "scipy", "dask", "distributed")
 
 
 def loaded_after(code: str) -> list[str]:

@@ -1,0 +1,286 @@
+"""Scoring on a real Dask cluster gives the local engine's outputs, byte for byte.
+
+A scheduler and two workers run as separate processes on 127.0.0.1 (``dask scheduler`` and
+``dask worker``), as users run them; inputs and outputs live on the shared local disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import distributed
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from inference import Model, ReadOptions, ScoreOptions, score_files
+from inference.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+PART_BYTES = 256 << 10  # small parts, so the test files are split into several
+
+
+def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray | None = None) -> None:
+    columns = {"id": pa.array([f"{path.stem}-{i}" for i in range(len(X))])}
+    columns.update({f"pixel_{k // 8}_{k % 8}": pa.array(X[:, k]) for k in range(64)})
+    if labels is not None:
+        columns["label"] = pa.array(labels)
+    pacsv.write_csv(pa.table(columns), path,
+                    write_options=pacsv.WriteOptions(quoting_header="none",
+                                                     quoting_style="none"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CSV and NPY files, small and large (split into parts), clean and with bad rows."""
+    folder = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(11)
+    for i in range(6):
+        n = 300 if i % 2 else 6000  # ~0.9 MB: several parts each
+        X = rng.integers(0, 17, size=(n, 64))
+        _write_csv(folder / f"batch{i}.csv", X, rng.integers(0, 10, size=n))
+    bad = (folder / "batch0.csv").read_text().splitlines()
+    bad[2500] = bad[2500].replace(",", ",x", 1)  # a non-number in a late part
+    bad[4000] = ",".join(bad[4000].split(",")[:-3])  # a short row
+    bad.insert(5100, "")  # a blank line
+    (folder / "dirty.csv").write_text("\n".join(bad) + "\n")
+    np.save(folder / "wide.npy", rng.integers(0, 17, size=(20000, 64)).astype(np.float32))
+    np.save(folder / "images.npy", rng.integers(0, 17, size=(500, 8, 8)).astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """``dask scheduler`` and two ``dask worker`` processes; yields the scheduler address."""
+    folder = tmp_path_factory.mktemp("cluster")
+    scheduler_file = folder / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    logs = contextlib.ExitStack()
+
+    def log(name: str):
+        return logs.enter_context(folder.joinpath(f"{name}.log").open("w"))
+
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen(
+        [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log("scheduler"))]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for name in ("w1", "w2"):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", name,
+                 "--nworkers", "1", "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log(name)))
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        logs.close()
+
+
+def _options(**kw) -> ScoreOptions:
+    read = ReadOptions(id_column="id", label_column="label")
+    return ScoreOptions(read=read, **kw)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Outputs and reject reports (not the lock or the up-to-date records, which hold paths)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if not p.name.startswith(".")}
+
+
+def _comparable(summary) -> dict:
+    data = summary.to_dict()
+    data["totals"].pop("seconds")
+    for f in data["files"]:
+        f.pop("seconds"), f.pop("rows_per_second")
+        f["output"] = f["output"] and Path(f["output"]).name
+        f["rejects_file"] = f["rejects_file"] and Path(f["rejects_file"]).name
+    return data
+
+
+def _run_both(inputs: Path, tmp_path: Path, scheduler, **kw):
+    model = Model.load()
+    srcs = sorted(str(p) for p in inputs.iterdir() if p.suffix in (".csv", ".npy"))
+    local_dir, cluster_dir = tmp_path / "local", tmp_path / "cluster"
+    local_dir.mkdir()
+    cluster_dir.mkdir()
+    options = kw.pop("options", _options(on_error="skip"))
+    local = score_files(srcs, out_dir=local_dir, model=model, options=options, **kw)
+    remote = score_files(srcs, out_dir=cluster_dir, model=model, options=options,
+                         scheduler=scheduler, part_bytes=PART_BYTES, **kw)
+    return local, remote, local_dir, cluster_dir
+
+
+@pytest.mark.parametrize("output_format", ["csv", "parquet", "jsonl"])
+def test_cluster_outputs_equal_the_local_engine(inputs, cluster, tmp_path, output_format):
+    local, remote, local_dir, cluster_dir = _run_both(
+        inputs, tmp_path, cluster, options=_options(on_error="skip",
+                                                    output_format=output_format, proba=True))
+    assert _files(cluster_dir) == _files(local_dir)
+    assert "dirty.rejects.csv" in _files(cluster_dir)
+    assert _comparable(remote) == _comparable(local)
+    assert remote.exit_code == local.exit_code == 0
+    assert not [p for p in cluster_dir.iterdir() if ".part-" in p.name or p.suffix == ".tmp"]
+
+
+def test_a_bad_row_fails_its_file_with_the_local_message(inputs, cluster, tmp_path):
+    local, remote, local_dir, cluster_dir = _run_both(inputs, tmp_path, cluster,
+                                                      options=_options())
+    (failed,) = remote.failed
+    assert failed.input.endswith("dirty.csv") and "dirty.pred.csv" not in _files(cluster_dir)
+    assert failed.error == local.failed[0].error
+    assert "line 2501, column 2 (pixel_0_0)" in failed.error
+    assert remote.exit_code == local.exit_code == 1
+    assert _files(cluster_dir) == _files(local_dir)
+
+
+def test_rerun_skips_up_to_date_outputs(inputs, cluster, tmp_path):
+    _, remote, _, cluster_dir = _run_both(inputs, tmp_path, cluster)
+    again = score_files(sorted(str(p) for p in inputs.iterdir()), out_dir=cluster_dir,
+                        options=_options(on_error="skip"), scheduler=cluster,
+                        part_bytes=PART_BYTES)
+    assert [f.status for f in again.files] == ["skipped"] * len(remote.files)
+
+
+def test_cli_scheduler_flag(inputs, cluster, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main([str(inputs / "wide.npy"), str(inputs / "batch1.csv"), "--out-dir", str(out),
+                 "--scheduler", cluster, "--part-size", "1", "--id-column", "id",
+                 "--label-column", "label"])
+    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "wide.npy" in err and "20000 rows" in err
+    assert sorted(_files(out)) == ["batch1.pred.csv", "wide.pred.csv"]
+
+
+def test_killed_worker_loses_and_duplicates_no_row(inputs, cluster, tmp_path):
+    """SIGKILL one worker mid-run: Dask reruns its tasks elsewhere; outputs are unchanged."""
+    many = tmp_path / "many"
+    many.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(24):
+        _write_csv(many / f"f{i:02d}.csv", rng.integers(0, 17, size=(4000, 64)))
+    local_dir, cluster_dir = tmp_path / "local", tmp_path / "cluster"
+    local_dir.mkdir()
+    cluster_dir.mkdir()
+    options = ScoreOptions(read=ReadOptions(id_column="id"), proba=True)
+    local = score_files([str(many)], out_dir=local_dir, options=options)
+
+    with distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    seen_at_kill: list[int] = []
+
+    def kill_when_work_is_under_way() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = [p for p in cluster_dir.iterdir() if p.name.endswith(".pred.csv")]
+            if done:
+                seen_at_kill.append(len(done))
+                os.kill(victim, signal.SIGKILL)
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_when_work_is_under_way)
+    killer.start()
+    remote = score_files([str(many)], out_dir=cluster_dir, options=options,
+                         scheduler=cluster, part_bytes=PART_BYTES)
+    killer.join()
+    assert seen_at_kill and seen_at_kill[0] < 24, "the worker was not killed mid-run"
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim, 0)
+    assert remote.exit_code == 0
+    assert remote.total("rows") == remote.total("scored") == 24 * 4000
+    assert _files(cluster_dir) == _files(local_dir)
+    assert _comparable(remote) == _comparable(local)
+    with distributed.Client(cluster) as client:  # the nanny replaced the worker
+        client.wait_for_workers(2, timeout=60)
+
+
+def test_local_cluster_gives_the_same_outputs(inputs, tmp_path):
+    local, remote, local_dir, cluster_dir = _run_both(inputs, tmp_path, "local:2")
+    assert _files(cluster_dir) == _files(local_dir)
+    assert _comparable(remote) == _comparable(local)
+
+
+def test_a_task_that_keeps_killing_workers_fails_its_file(inputs, tmp_path):
+    import dask
+
+    from tests.dask_support import PoisonInput
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                     dashboard_address=":0") as local_cluster, \
+            distributed.Client(local_cluster) as client:
+        client.register_plugin(PoisonInput("batch1.csv"))
+        summary = score_files([str(inputs / "batch1.csv"), str(inputs / "batch3.csv")],
+                              out_dir=out, options=_options(), scheduler=client,
+                              part_bytes=PART_BYTES)
+    poisoned, healthy = summary.files
+    assert poisoned.status == "failed" and poisoned.exit_code == 69
+    assert "killed every worker that ran it" in poisoned.error
+    assert healthy.status == "scored" and healthy.rows == 300
+    assert summary.exit_code == 1
+    assert sorted(_files(out)) == ["batch3.pred.csv"]
+    assert not [p for p in out.iterdir() if p.suffix == ".tmp" or ".part-" in p.name]
+
+
+def test_model_hash_is_checked_on_the_worker():
+    from inference.distributed import worker_model
+    from inference.errors import ModelError
+
+    model = Model.load()
+    assert worker_model(model.data, model.sha256).sha256 == model.sha256
+    with pytest.raises(ModelError, match="does not match sha256"):
+        worker_model(model.data + b"\0", model.sha256)
+
+
+def test_without_dask_the_flag_is_a_usage_error(tmp_path):
+    """The base install has no Dask: --scheduler says what to install and exits 2."""
+    code = (
+        "import sys\n"
+        "sys.modules['distributed'] = None  # as if the dask extra were not installed\n"
+        "from inference.cli import main\n"
+        f"sys.exit(main([{str(REPO / 'examples' / 'digits_test.npy')!r}, '-o', "
+        f"{str(tmp_path / 'o.csv')!r}, '--scheduler', 'local:2']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == ("digits-score: error: --scheduler needs Dask: "
+                           "pip install 'digits-onnx[dask]' (dask[distributed])\n")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_unreachable_scheduler_exits_69(tmp_path, capsys):
+    code = main([str(REPO / "examples" / "digits_test.npy"), "-o", str(tmp_path / "o.csv"),
+                 "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 69
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / ".digits-score.lock"]
