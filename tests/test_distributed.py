@@ -284,3 +284,16 @@ def test_unreachable_scheduler_exits_69(tmp_path, capsys):
     assert code == 69
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / ".digits-score.lock"]
+
+
+def test_progress_bar_counts_tasks_when_asked(inputs, cluster, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    score_files([str(inputs / "wide.npy")], out_dir=out, scheduler=cluster,
+                part_bytes=PART_BYTES, progress=True)
+    err = capsys.readouterr().err
+    parts = -(-(20000 * 64 * 4) // PART_BYTES)  # row ranges of PART_BYTES, plus the join
+    assert f"{parts + 1}/{parts + 1}" in err and "task" in err
+    score_files([str(inputs / "wide.npy")], out_dir=out, scheduler=cluster, force=True,
+                part_bytes=PART_BYTES)
+    assert capsys.readouterr().err == ""  # not a terminal: no bar
