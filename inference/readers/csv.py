@@ -84,7 +84,10 @@ def _split_fields(line: bytes, layout_delim: bytes, whitespace: bool) -> list[st
     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
     if whitespace:
         return text.split()
-    return next(csv.reader([text], delimiter=layout_delim.decode()), [])
+    try:
+        return next(csv.reader([text], delimiter=layout_delim.decode()), [])
+    except csv.Error:  # a stray carriage return or NUL: count the fields plainly
+        return text.split(layout_delim.decode())
 
 
 def _is_number(token: str) -> bool:
@@ -187,6 +190,18 @@ class CsvSource(Source):
     def _sniff(self) -> _Layout:
         opts = self.options
         lines = self._first_lines()
+        first = next((ln for ln in lines if ln.strip()), b"")
+        try:
+            first.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputDataError(
+                f"{self.display}: line 1 is not valid UTF-8 text; save the file as UTF-8"
+            ) from None
+        if b"\r" in first.rstrip(b"\r"):
+            raise InputDataError(
+                f"{self.display}: line 1 holds a carriage return inside it: the file seems to "
+                "end its lines with CR alone; save it with LF or CRLF line endings"
+            )
         if opts.delimiter is None:
             delim, ws = detect_delimiter(lines)
         elif opts.delimiter in DELIMITERS:
@@ -200,13 +215,6 @@ class CsvSource(Source):
                 f"{self.display}: line 1 is longer than {SNIFF_BYTES} bytes; "
                 "this is not a file of 64-feature rows"
             )
-        first = next((ln for ln in lines if ln.strip()), b"")
-        try:
-            first.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputDataError(
-                f"{self.display}: line 1 is not valid UTF-8 text; save the file as UTF-8"
-            ) from None
         fields = _split_fields(first, delim, ws)
         header = opts.header
         if header is None:
@@ -437,6 +445,8 @@ class CsvSource(Source):
                 rejects.append(self._diagnose(first_row + k, line, text))
 
     def _try_parse(self, data: bytes) -> pa.Table | None:
+        if BOM in data:  # pyarrow skips a BOM that starts a buffer: a lone line would pass
+            return None
         try:
             return self._parse(data)
         except pa.ArrowInvalid:
@@ -470,6 +480,12 @@ class CsvSource(Source):
 
         if len(fields) != len(layout.names):
             return reject(None, f"expected {len(layout.names)} columns, found {len(fields)}")
+        for i, token in enumerate(fields):
+            if "\ufffd" in token and not _is_utf8(text):
+                return reject(i, "bytes that are not UTF-8 text; save the file as UTF-8")
+            if "\ufeff" in token:
+                return reject(i, "a byte-order mark (U+FEFF) inside the file; it may only "
+                              "start the file")
         for i in layout.feature_idx:
             token = fields[i]
             if not token.strip():
@@ -496,6 +512,14 @@ class CsvSource(Source):
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _line_start(fd: int, pos: int) -> int:
