@@ -203,6 +203,22 @@ def state_path_for(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.state.json")
 
 
+def remove_leftovers(src: str, dst: Path) -> None:
+    """Delete what a killed run left beside ``dst``: temporary files of the output, its reject
+    report and its state record, and part files of a cluster run.
+
+    Call it only while holding the directory's lock: then nothing else is writing them.
+    """
+    folder = dst.parent
+    names = [dst.name, state_path_for(dst).name, rejects_path_for(src, str(dst)).name]
+    patterns = [f".{glob.escape(name)}.*.tmp" for name in names]
+    patterns.append(f".{glob.escape(dst.name)}.part-*.arrow")
+    for pattern in patterns:
+        for leftover in folder.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
 @contextlib.contextmanager
 def output_lock(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on an output directory, or fail at once with BusyError."""
@@ -321,6 +337,13 @@ def _stat_key(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def _changed(src: str, before: tuple[int, int]) -> bool:
+    try:
+        return _stat_key(src) != before
+    except OSError:
+        return True
+
+
 def _read_state(dst: Path) -> dict | None:
     try:
         return json.loads(state_path_for(dst).read_text(encoding="utf-8"))
@@ -379,6 +402,7 @@ def score_file(src: str, dst: str | Path, *, model: Model | None = None,
     if dst_s == STDOUT:
         return _score_one(src, dst_s, model, options, force, rejects_path, progress)
     with output_lock(Path(dst_s).parent):
+        remove_leftovers(src, Path(dst_s))
         return _score_one(src, dst_s, model, options, force, rejects_path, progress)
 
 
@@ -421,6 +445,15 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
         digest = source.digest()
         if out is not None:
             out.commit()
+    except (InputDataError, ReadError) as exc:
+        _abandon(writer, out)
+        if before is not None and _changed(src, before):
+            # A ragged last line or a short read is what a file cut mid-read looks like;
+            # name the cause, not the symptom.
+            raise InputDataError(
+                f"{src}: the file changed while it was being scored ({exc}); run again"
+            ) from None
+        raise
     except OSError as exc:
         _abandon(writer, out)
         if isinstance(exc, DigitsError):
@@ -633,6 +666,8 @@ def score_files(inputs: list[str], *, output: str | None = None,
                     bar.update(max(0, consumed - done[0]))
                     done[0] = consumed
 
+            if dst != STDOUT:
+                remove_leftovers(src, Path(dst))
             try:
                 result = _score_one(src, dst, model, options, force, None, advance)
             except DigitsError as exc:

@@ -42,7 +42,6 @@ from .writing import STDOUT, AtomicFile, detect_output_format, open_writer, outp
 #: Files larger than this are cut into parts of about this size.
 DEFAULT_PART_BYTES = 64 << 20
 _SPLITTABLE = ("csv", "tsv", "npy")
-_PART_GLOB = ".{name}.part-*"
 
 
 # -- connecting ----------------------------------------------------------------------------------
@@ -356,6 +355,7 @@ def _submit(client, src: str, dst: str, model: Model, options: ScoreOptions, for
             part_bytes: int, run_id: str) -> _Planned:
     plan = _Planned(src, dst)
     abs_src, abs_dst = os.path.abspath(src), os.path.abspath(dst)
+    engine.remove_leftovers(src, Path(dst))
     try:
         if src != STDIN and not os.path.exists(src):
             raise engine.MissingInputError(f"{src}: no such file")
@@ -403,7 +403,7 @@ def _collect(plan: _Planned) -> FileSummary:
     except DigitsError as exc:
         result = engine.failed_summary(abs_src, exc)
     finally:
-        _remove_leftovers(abs_dst)
+        engine.remove_leftovers(plan.src, Path(plan.dst))
     result.input = plan.src
     if result.output is not None:
         result.output = plan.dst
@@ -413,16 +413,6 @@ def _collect(plan: _Planned) -> FileSummary:
             value = value.replace(abs_src, plan.src).replace(abs_dst, plan.dst)
             setattr(result, name, value)
     return result
-
-
-def _remove_leftovers(dst: str) -> None:
-    """Part files and temporary files of tasks that died mid-write (the client holds the
-    directory's lock, so nothing else is writing them)."""
-    folder, name = Path(dst).parent, Path(dst).name
-    for pattern in (_PART_GLOB.format(name=name), f".{name}.*.tmp"):
-        for leftover in folder.glob(pattern):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
 
 
 def _watch_progress(planned: list[_Planned], enabled: bool | None) -> None:
