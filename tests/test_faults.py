@@ -1,0 +1,329 @@
+"""Fault injection: kills, full disks, I/O errors, overlapping runs, inputs that change.
+
+Every test checks the same promises: no partial output ever appears under a final name, a
+rerun finishes the job with the same bytes, and every failure is a clear one-line message
+with a documented exit code.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from inference import Model, ReadOptions, ScoreOptions, score_file
+from inference.cli import main
+from inference.errors import InputDataError
+
+REPO = Path(__file__).resolve().parent.parent
+RUNNER = Path(__file__).with_name("fault_runner.py")
+pytestmark = pytest.mark.slow
+
+
+def _csv(path: Path, X: np.ndarray) -> None:
+    header = ",".join(f"pixel_{k // 8}_{k % 8}" for k in range(64))
+    body = "\n".join(",".join(map(str, row)) for row in X.tolist())
+    path.write_text(header + "\n" + body + "\n")
+
+
+@pytest.fixture(scope="module")
+def batch_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five inputs of different kinds, one with bad rows (so reject reports are written)."""
+    folder = tmp_path_factory.mktemp("batch")
+    rng = np.random.default_rng(2024)
+    for i in range(3):
+        _csv(folder / f"part{i}.csv", rng.integers(0, 17, size=(40000, 64)))
+    np.save(folder / "images.npy", rng.integers(0, 17, size=(60000, 8, 8)).astype(np.uint8))
+    dirty = rng.integers(0, 17, size=(20000, 64)).astype(str)
+    dirty[7, 3], dirty[9000, 60], dirty[15000, 0] = "x", "nan", ""
+    _csv(folder / "dirty.csv", dirty)
+    return folder
+
+
+def _args(inputs: Path, out: Path) -> list[str]:
+    return [str(inputs), "--out-dir", str(out), "--proba", "--on-error", "skip", "-q"]
+
+
+def _run(args: list[str], kill_at: str = "none", **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(RUNNER), kill_at, "--", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False, **kw)
+
+
+def _visible(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if not p.name.startswith(".")}
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")
+                  and not p.name.endswith(".state.json") and p.name != ".digits-score.lock")
+
+
+@pytest.fixture(scope="module")
+def reference(batch_inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("reference")
+    proc = _run(_args(batch_inputs, out))
+    assert proc.returncode == 0, proc.stderr
+    files = _visible(out)
+    assert sorted(files) == ["dirty.pred.csv", "dirty.rejects.csv", "images.pred.csv",
+                             "part0.pred.csv", "part1.pred.csv", "part2.pred.csv"]
+    return files
+
+
+def _kill_points(seed: int = 20261129) -> list[str]:
+    """At least 20 kill points: timers plus kills before/after renames and fsyncs."""
+    rng = random.Random(seed)
+    points = [f"timer:{rng.uniform(0.3, 1.6):.3f}" for _ in range(8)]
+    points += [f"replace:{rng.randint(1, 11)}:{rng.choice(['before', 'after'])}"
+               for _ in range(8)]
+    points += [f"fsync:{rng.randint(1, 22)}:{rng.choice(['before', 'after'])}"
+               for _ in range(6)]
+    return points
+
+
+@pytest.mark.parametrize("point", _kill_points())
+def test_kill_9_never_leaves_a_partial_output(batch_inputs, reference, tmp_path, point):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = _args(batch_inputs, out)
+    if point.startswith("timer:"):
+        proc = subprocess.Popen([sys.executable, str(RUNNER), "none", "--", *args], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(point.split(":")[1]))
+        proc.send_signal(signal.SIGKILL)
+        code = proc.wait()
+    else:
+        code = _run(args, point).returncode
+    assert code in (-signal.SIGKILL, 0)
+    # Whatever the moment of the kill, every output under its final name is complete.
+    for name, data in _visible(out).items():
+        assert data == reference[name], f"{name} is partial after a kill at {point}"
+    rerun = _run(args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _visible(out) == reference
+    assert _hidden(out) == [], "leftovers of the killed run were not cleaned up"
+
+
+def test_kill_points_really_kill(batch_inputs, tmp_path):
+    """The hook-based points fire inside this batch (the counts above are not too high)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _run(_args(batch_inputs, out), "replace:11:before").returncode == -signal.SIGKILL
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    assert _run(_args(batch_inputs, out2), "fsync:22:before").returncode == -signal.SIGKILL
+
+
+# -- full disks and I/O errors -----------------------------------------------------------------
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def test_a_full_disk_at_write_exits_74_and_keeps_earlier_outputs(batch_inputs, reference,
+                                                                   tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    first = _run([str(batch_inputs / "part0.csv"), "-o", str(out / "part0.pred.csv"),
+                  "--proba", "-q"])
+    assert first.returncode == 0
+    before = _visible(out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "inference", str(batch_inputs / "part1.csv"), "-o",
+         str(out / "part1.pred.csv"), "--proba"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        preexec_fn=_limit_file_size(1 << 20),
+    )
+    assert proc.returncode == 74, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"digits-score: error: {out / 'part1.pred.csv'}: cannot")
+    assert "File too large" in proc.stderr
+    assert _visible(out) == before and _hidden(out) == []
+
+
+def test_writing_to_a_full_device_exits_74(batch_inputs):
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "inference", str(batch_inputs / "part0.csv")],
+                              cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=300, check=False)
+    assert proc.returncode == 74
+    assert "Traceback" not in proc.stderr and "No space left on device" in proc.stderr
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["fsync", "replace", "close", "write"])
+def test_io_errors_exit_74_and_leave_nothing_behind(batch_inputs, tmp_path, monkeypatch,
+                                                    capsys, where):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = out / "part0.pred.csv"
+    old.write_text("an earlier output\n")
+    from inference import writing
+
+    if where in ("fsync", "replace"):
+        monkeypatch.setattr(os, where, _enospc)
+    elif where == "close":
+        monkeypatch.setattr(writing.CsvWriter, "close", lambda self: _enospc())
+    else:
+        monkeypatch.setattr(writing.CsvWriter, "_write", lambda self, table: _enospc())
+    code = main([str(batch_inputs / "part0.csv"), "-o", str(old), "--force"])
+    monkeypatch.undo()
+    assert code == 74
+    err = capsys.readouterr().err
+    assert err.startswith(f"digits-score: error: {old}: cannot") and err.count("\n") == 1
+    assert "No space left on device" in err
+    assert old.read_text() == "an earlier output\n"
+    assert _hidden(out) == []
+
+
+# -- overlapping runs ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("repetition", range(20))
+def test_two_runs_at_once_one_scores_the_other_exits_75(tmp_path, repetition):
+    """Both start together; the winner holds the lock while it waits for its input."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "earlier.pred.csv").write_text("kept\n")
+    def snapshot() -> dict[str, int]:  # the lock file is the winner's; all else must stay
+        return {p.name: p.stat().st_mtime_ns for p in out.iterdir()
+                if p.name != ".digits-score.lock"}
+
+    before = snapshot()
+    rows = "\n".join(",".join(str((i * 7 + k) % 17) for k in range(64)) for i in range(50))
+    cmd = [sys.executable, "-m", "inference", "-", "-o", str(out / "stdin.pred.csv")]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    # The loser exits on its own, at once, without any input.
+    deadline = time.monotonic() + 60
+    while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loser = next(p for p in procs if p.poll() is not None)
+    winner = next(p for p in procs if p is not loser)
+    assert loser.returncode == 75
+    assert "another digits-score run is writing here" in loser.stderr.read()
+    assert snapshot() == before
+    _, err = winner.communicate(rows + "\n", timeout=60)
+    assert winner.returncode == 0, err
+    assert len((out / "stdin.pred.csv").read_text().splitlines()) == 51
+    for p in procs:
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream and not stream.closed:
+                stream.close()
+
+
+# -- inputs that change while they are read -------------------------------------------------------
+
+def _changing(path: Path, change) -> callable:
+    done = []
+
+    def progress(consumed: int) -> None:
+        if not done:
+            done.append(True)
+            change(path)
+
+    return progress
+
+
+@pytest.mark.parametrize("kind", ["csv", "npy"])
+@pytest.mark.parametrize("change", ["truncate", "rewrite", "append"])
+def test_an_input_changed_while_scored_fails_cleanly(tmp_path, model, kind, change):
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 17, size=(30000, 64))
+    src = tmp_path / f"in.{kind}"
+    if kind == "csv":
+        _csv(src, X)
+    else:
+        np.save(src, X.astype(np.float32))
+    size = src.stat().st_size
+
+    def mutate(path: Path) -> None:
+        if change == "truncate":
+            os.truncate(path, size // 3)
+        elif change == "rewrite":
+            data = bytearray(path.read_bytes())
+            data[-10:] = data[-20:-10]
+            path.write_bytes(bytes(data))
+        else:
+            with path.open("ab") as fh:
+                fh.write(b"\n" if kind == "csv" else b"\0" * 256)
+
+    dst = tmp_path / "out.csv"
+    options = ScoreOptions(read=ReadOptions(chunk_bytes=64 << 10, chunk_rows=2000))
+    with pytest.raises(InputDataError) as caught:
+        score_file(str(src), dst, model=model, options=options,
+                   progress=_changing(src, mutate))
+    message = str(caught.value)
+    assert message.startswith(f"{src}: ")
+    assert ("changed while it was being scored" in message or "ended early" in message
+            or "truncated" in message), message
+    assert not dst.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [
+        ".digits-score.lock"]
+
+
+def test_a_truncated_npy_never_kills_the_process(tmp_path):
+    """No memory map, so a file cut short mid-read is an error, not a SIGBUS."""
+    src = tmp_path / "big.npy"
+    np.save(src, np.ones((400000, 64), np.float32))
+    code = ("import os, sys\n"
+            "from inference import score_file, ScoreOptions, ReadOptions\n"
+            f"src = {str(src)!r}\n"
+            "def cut(consumed, done=[]):\n"
+            "    if not done: done.append(os.truncate(src, 4096))\n"
+            "try:\n"
+            f"    score_file(src, {str(tmp_path / 'o.npy')!r}, progress=cut,\n"
+            "               options=ScoreOptions(read=ReadOptions(chunk_rows=1000)))\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__, exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr  # a signal would make it negative
+    assert proc.stdout.startswith("InputDataError ") and "ended early" in proc.stdout
+
+
+# -- the model file replaced between runs ----------------------------------------------------------
+
+def test_a_replaced_model_is_refused_unless_trusted(tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for name in ("model.onnx", "model.json"):
+        shutil.copy(REPO / "artifacts" / name, model_dir / name)
+    src = REPO / "examples" / "digits_test.npy"
+    out = tmp_path / "o.csv"
+    assert main([str(src), "-o", str(out), "--model", str(model_dir / "model.onnx"), "-q"]) == 0
+
+    model = onnx.load(model_dir / "model.onnx")
+    coef = next(t for t in model.graph.initializer if t.name == "coef")
+    weights = onnx.numpy_helper.to_array(coef).copy() * 1.5
+    coef.CopyFrom(onnx.numpy_helper.from_array(weights, "coef"))
+    onnx.save(model, model_dir / "model.onnx")
+    capsys.readouterr()
+    code = main([str(src), "-o", str(out), "--model", str(model_dir / "model.onnx")])
+    assert code == 65
+    err = capsys.readouterr().err
+    assert "does not match the expected" in err and "replaced or corrupted" in err
+    before = out.read_bytes()
+    assert main([str(src), "-o", str(out), "--model", str(model_dir / "model.onnx"),
+                 "--trust-model", "-q"]) == 0
+    assert out.read_bytes() != before  # rescored: the new model's hash differs from the state
+    new_sha = Model.load(model_dir / "model.onnx", verify_hash=False).sha256
+    assert main([str(src), "-o", str(out), "--model", str(model_dir / "model.onnx"),
+                 "--model-sha256", new_sha, "-q"]) == 0
