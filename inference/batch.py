@@ -203,20 +203,42 @@ def state_path_for(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.state.json")
 
 
-def remove_leftovers(src: str, dst: Path) -> None:
-    """Delete what a killed run left beside ``dst``: temporary files of the output, its reject
-    report and its state record, and part files of a cluster run.
+def remove_leftovers(pairs: list[tuple[str, str]]) -> None:
+    """Delete what killed runs left beside these outputs: temporary files of an output, its
+    reject report and its state record, and part files of a cluster run.
 
-    Call it only while holding the directory's lock: then nothing else is writing them.
+    Call it only while holding the directories' locks: then nothing else is writing them.
+    One listing per directory, whatever the number of files.
     """
-    folder = dst.parent
-    names = [dst.name, state_path_for(dst).name, rejects_path_for(src, str(dst)).name]
-    patterns = [f".{glob.escape(name)}.*.tmp" for name in names]
-    patterns.append(f".{glob.escape(dst.name)}.part-*.arrow")
-    for pattern in patterns:
-        for leftover in folder.glob(pattern):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+    targets: dict[Path, set[str]] = {}
+    for src, dst in pairs:
+        if dst == STDOUT:
+            continue
+        path = Path(dst)
+        targets.setdefault(path.parent, set()).update(
+            {path.name, state_path_for(path).name, rejects_path_for(src, dst).name})
+    for folder, names in targets.items():
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.startswith(".") and _leftover_of(entry) in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / entry)
+
+
+def _leftover_of(name: str) -> str | None:
+    """The file a temporary or part file was for (``.a.csv.x1y2.tmp`` -> ``a.csv``)."""
+    if name.endswith(".tmp"):
+        target = name[1:-4].rpartition(".")[0]
+    elif name.endswith(".arrow") and ".part-" in name:
+        target = name
+    else:
+        return None
+    if target.startswith(".") and ".part-" in target:
+        target = target[1:].split(".part-")[0]
+    return target
 
 
 @contextlib.contextmanager
@@ -402,7 +424,7 @@ def score_file(src: str, dst: str | Path, *, model: Model | None = None,
     if dst_s == STDOUT:
         return _score_one(src, dst_s, model, options, force, rejects_path, progress)
     with output_lock(Path(dst_s).parent):
-        remove_leftovers(src, Path(dst_s))
+        remove_leftovers([(src, dst_s)])
         return _score_one(src, dst_s, model, options, force, rejects_path, progress)
 
 
@@ -658,6 +680,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
     with contextlib.ExitStack() as stack:
         for directory in directories:
             stack.enter_context(output_lock(Path(directory)))
+        remove_leftovers(pairs)
         for src, dst in pairs:
             done = [0]
 
@@ -666,8 +689,6 @@ def score_files(inputs: list[str], *, output: str | None = None,
                     bar.update(max(0, consumed - done[0]))
                     done[0] = consumed
 
-            if dst != STDOUT:
-                remove_leftovers(src, Path(dst))
             try:
                 result = _score_one(src, dst, model, options, force, None, advance)
             except DigitsError as exc:

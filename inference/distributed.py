@@ -337,6 +337,7 @@ def score_files_on_cluster(
     with contextlib.ExitStack() as stack:
         for directory in directories:
             stack.enter_context(engine.output_lock(Path(directory)))
+        engine.remove_leftovers(pairs)
         client = stack.enter_context(connect(scheduler))
         run_id = uuid.uuid4().hex
         planned = [_submit(client, src, dst, model, options, force, part_bytes, run_id)
@@ -347,6 +348,8 @@ def score_files_on_cluster(
             summary.files.append(result)
             if on_file is not None:
                 on_file(result)
+        # Temporary files of attempts that died with their workers (Dask reran them).
+        engine.remove_leftovers(pairs)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -355,7 +358,6 @@ def _submit(client, src: str, dst: str, model: Model, options: ScoreOptions, for
             part_bytes: int, run_id: str) -> _Planned:
     plan = _Planned(src, dst)
     abs_src, abs_dst = os.path.abspath(src), os.path.abspath(dst)
-    engine.remove_leftovers(src, Path(dst))
     try:
         if src != STDIN and not os.path.exists(src):
             raise engine.MissingInputError(f"{src}: no such file")
@@ -402,8 +404,6 @@ def _collect(plan: _Planned) -> FileSummary:
             f"({exc.args[0] if exc.args else 'KilledWorker'}); no output written"))
     except DigitsError as exc:
         result = engine.failed_summary(abs_src, exc)
-    finally:
-        engine.remove_leftovers(plan.src, Path(plan.dst))
     result.input = plan.src
     if result.output is not None:
         result.output = plan.dst

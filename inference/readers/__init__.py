@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import InputDataError, MissingInputError, UsageError
+from ..errors import MissingInputError, UsageError
 from .base import Batch, ReadOptions, Reject, Source
 from .csv import CsvSource
 from .npy import NpySource
@@ -69,7 +69,7 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
         if fmt == "parquet":
             return ParquetSource(stream, display, options)
         return CsvSource(stream, display, options, gz=fmt.endswith(".gz"))
-    except (InputDataError, UsageError):
+    except BaseException:
         stream.close()
         raise
     finally:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -168,13 +169,13 @@ class CsvSource(Source):
     def _read(self, size: int) -> bytes:
         try:
             return self._stream.read(size)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise self._read_error(exc) from None
 
     def _readinto(self, view: memoryview) -> int:
         try:
             return self._stream.readinto(view) or 0
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise self._read_error(exc) from None
 
     def _read_error(self, exc: BaseException) -> BaseException:

@@ -1,0 +1,53 @@
+"""Coverage-guided fuzzing of the readers (CSV, gzipped CSV, NPY, Parquet) with atheris.
+
+    pip install atheris
+    python fuzz/fuzz_readers.py -max_total_time=600 -rss_limit_mb=2048 fuzz/corpus tests/data/bad
+
+The first input byte picks the format; the rest is the file. Every input must end in a scored
+file or one of the library's own errors (DigitsError): any other exception, a crash, a hang
+(-timeout, default 1200 s; use -timeout=10) or memory beyond -rss_limit_mb is a finding that
+libFuzzer saves as crash-*/timeout-*/oom-* in the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports():
+    from inference import Model, ReadOptions, ScoreOptions, score_file
+    from inference.errors import DigitsError
+
+SUFFIXES = (".csv", ".csv.gz", ".npy", ".parquet", ".tsv")
+MODEL = Model.load()
+FOLDER = Path(tempfile.mkdtemp(prefix="digits-fuzz-", dir="/dev/shm" if os.path.isdir(
+    "/dev/shm") else None))
+OPTIONS = [ScoreOptions(read=ReadOptions(chunk_bytes=512, chunk_rows=5), on_error=mode)
+           for mode in ("skip", "fail")]
+
+
+def one_input(data: bytes) -> None:
+    if not data:
+        return
+    suffix = SUFFIXES[data[0] % len(SUFFIXES)]
+    options = OPTIONS[(data[0] // len(SUFFIXES)) % 2]
+    src, dst = FOLDER / f"in{suffix}", FOLDER / "out.csv"
+    src.write_bytes(data[1:])
+    try:
+        summary = score_file(str(src), dst, model=MODEL, options=options, force=True)
+    except DigitsError:
+        if dst.exists():
+            raise AssertionError("a failed file left an output") from None
+        return
+    if summary.rows != summary.scored + summary.rejected:
+        raise AssertionError(f"rows lost: {summary}")
+    dst.unlink()
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
