@@ -451,7 +451,12 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
     try:
         out = None if to_stdout else AtomicFile(dst_path)
         schema = output_schema(source.id_name, options.proba)
-        writer = open_writer(fmt, stdout_sink() if out is None else out.tmp, schema)
+        try:
+            writer = open_writer(fmt, stdout_sink() if out is None else out.tmp, schema)
+        except OSError as exc:  # the header is written at once: a full disk shows here
+            if isinstance(exc, DigitsError):
+                raise
+            raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
         tally = score_stream(source, model, options, writer, schema, dst, progress)
         written = writer.rows
         try:

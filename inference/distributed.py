@@ -34,7 +34,14 @@ import pyarrow as pa
 
 from . import batch as engine
 from .batch import BatchSummary, FileSummary, ScoreOptions
-from .errors import ClusterError, DigitsError, InputDataError, ModelError, UsageError
+from .errors import (
+    ClusterError,
+    DigitsError,
+    InputDataError,
+    ModelError,
+    UsageError,
+    WriteError,
+)
 from .model import Model
 from .readers import STDIN, detect_format, open_source
 from .writing import STDOUT, AtomicFile, detect_output_format, open_writer, output_schema
@@ -253,6 +260,11 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions,
             raise InputDataError(f"{src}: the file has no data rows")
         digest = engine._file_sha256(src)
         out.commit()
+    except OSError as exc:
+        engine._abandon(writer, out)
+        if isinstance(exc, DigitsError):
+            raise
+        raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         engine._abandon(writer, out)
         raise

@@ -156,6 +156,31 @@ def test_a_full_disk_at_write_exits_74_and_keeps_earlier_outputs(batch_inputs, r
     assert _visible(out) == before and _hidden(out) == []
 
 
+@pytest.mark.parametrize("fmt", ["csv", "npy", "parquet", "jsonl"])
+@pytest.mark.parametrize("where", ["first write", "middle", "final flush"])
+def test_the_disk_filling_up_at_any_point_exits_74(batch_inputs, tmp_path, fmt, where):
+    """A file-size limit placed at the first write, half-way, or within the last bytes that
+    only the final flush and close write."""
+    src = batch_inputs / "part2.csv"
+    args = [sys.executable, "-m", "inference", str(src), "--proba", "-q"]
+    full = tmp_path / f"full.{fmt}"
+    assert subprocess.run([*args, "-o", str(full)], cwd=REPO, check=False).returncode == 0
+    size = full.stat().st_size
+    limit = {"first write": 0, "middle": size // 2, "final flush": size - 8}[where]
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / f"p.{fmt}"
+    dst.write_text("an earlier output\n")
+    proc = subprocess.run([*args, "-o", str(dst), "--force"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False,
+                          preexec_fn=_limit_file_size(limit))
+    assert proc.returncode == 74, proc.stderr
+    assert proc.stderr.startswith(f"digits-score: error: {dst}: cannot")
+    assert proc.stderr.count("\n") == 1 and "File too large" in proc.stderr
+    assert dst.read_text() == "an earlier output\n"
+    assert _hidden(out) == []
+
+
 def test_writing_to_a_full_device_exits_74(batch_inputs):
     with open("/dev/full", "wb") as full:
         proc = subprocess.run([sys.executable, "-m", "inference", str(batch_inputs / "part0.csv")],
