@@ -240,3 +240,26 @@ def test_column_options_that_cannot_apply(tmp_path, options, message):
     path.write_text(good_line(0) + "\n")
     with pytest.raises(UsageError, match=message):
         open_source(str(path), ReadOptions(**options))
+
+
+def test_blank_lines_before_the_header(tmp_path, digits_rows):
+    path = tmp_path / "blank_first.csv"
+    header = ",".join(f"p{k}" for k in range(64))
+    path.write_text("\n \n" + header + "\n" + rows_text(digits_rows[:5]))
+    X, rejects, n = read_all(path)
+    assert n == 5 and rejects == []
+    np.testing.assert_array_equal(X, digits_rows[:5].astype(np.float32))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 10, 1 << 12, 1 << 16, 8 << 20])
+def test_a_byte_order_mark_inside_the_file_is_rejected_wherever_blocks_begin(
+        tmp_path, digits_rows, chunk_bytes):
+    lines = rows_text(digits_rows).splitlines()
+    for k in (1, 17, 40, 120):
+        lines[k] = "\ufeff" + lines[k]
+    path = tmp_path / "boms.csv"
+    path.write_text("\n".join(lines) + "\n")
+    X, rejects, n = read_all(path, chunk_bytes=chunk_bytes)
+    assert n == len(lines) and len(X) == len(lines) - 4
+    assert [(r.line, r.column) for r in rejects] == [(2, 1), (18, 1), (41, 1), (121, 1)]
+    assert all("byte-order mark" in r.reason for r in rejects)

@@ -243,10 +243,18 @@ class CsvSource(Source):
         return _Layout(delim, ws, header, names, feature_idx, id_idx, label_idx)
 
     def _drop_header(self) -> None:
-        cut = self._pending.find(b"\n")
+        """Drop the header line the sniffer read (the first non-blank one) and any blank
+        lines before it."""
+        start, line_no = 0, 1
+        while True:
+            cut = self._pending.find(b"\n", start)
+            line = self._pending[start:] if cut < 0 else self._pending[start:cut]
+            if line.strip() or cut < 0:
+                break
+            start, line_no = cut + 1, line_no + 1
         self._data_start += len(self._pending) if cut < 0 else cut + 1
         self._pending = b"" if cut < 0 else self._pending[cut + 1:]
-        self._line_no = 2
+        self._line_no = line_no + 1
 
     # -- reading one part of a file ------------------------------------------------------------
 
@@ -299,9 +307,10 @@ class CsvSource(Source):
             cut = end if eof else buf.rfind(b"\n", 0, end) + 1
             while cut == 0:
                 if end > MAX_LINE_BYTES:
-                    raise InputDataError(
-                        f"{self.display}: line {line_no} is longer than "
-                        f"{MAX_LINE_BYTES >> 20} MiB; this is not a file of 64-feature rows"
+                    raise LineError(
+                        self.display, line_no,
+                        f"is longer than {MAX_LINE_BYTES >> 20} MiB; this is not a file of "
+                        "64-feature rows",
                     )
                 buf.extend(bytes(size))
                 n = self._readinto(memoryview(buf)[end:])
@@ -355,7 +364,9 @@ class CsvSource(Source):
         """Parse a block in one go; blank or bad lines send it to the slow path."""
         lines = newlines + (0 if block[-1:] == b"\n" else 1)
         try:
-            table = self._parse(block)
+            # pyarrow drops a byte-order mark that starts a buffer: such a block is checked
+            # line by line, where the mark is rejected wherever the block happened to begin.
+            table = None if block[:3] == BOM else self._parse(block)
         except pa.ArrowInvalid:
             table = None
         if table is not None and table.num_rows == lines and not self._has_nulls(table):
@@ -513,6 +524,21 @@ class CsvSource(Source):
 
     def close(self) -> None:
         self._stream.close()
+
+
+class LineError(InputDataError):
+    """A problem with one whole line, found while cutting the file into blocks.
+
+    Keeps the line number apart from the message, so a part of a split file can report it
+    in the whole file's numbering.
+    """
+
+    def __init__(self, display: str, line: int, problem: str) -> None:
+        self.display, self.line, self.problem = display, line, problem
+        super().__init__(f"{display}: line {line} {problem}")
+
+    def shifted(self, lines: int) -> LineError:
+        return LineError(self.display, self.line + lines, self.problem)
 
 
 def _is_utf8(data: bytes) -> bool:
