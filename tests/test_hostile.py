@@ -187,3 +187,16 @@ def test_a_10_mb_line(tmp_path, capsys):
     code = main([str(src), "-o", str(out)])
     _check(code, capsys.readouterr().err, 65,
            f"{src}: line 3: expected 64 columns, found 5000001", out)
+
+
+def test_no_case_leaks_a_file_descriptor(tmp_path, monkeypatch, capsys):
+    import os
+
+    monkeypatch.chdir(BAD)
+    out = tmp_path / "predictions.csv"
+    main([INPUT_CASES[0][0], "-o", str(out)])  # the first run opens what stays open
+    before = len(os.listdir("/proc/self/fd"))
+    for name, args, _, _ in INPUT_CASES:
+        main([name, "-o", str(out), *args.split()])
+    capsys.readouterr()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import MissingInputError, UsageError
+from ..errors import DigitsError, MissingInputError, ReadError, UsageError
 from .base import Batch, ReadOptions, Reject, Source
 from .csv import CsvSource
 from .npy import NpySource
@@ -69,6 +69,11 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
         if fmt == "parquet":
             return ParquetSource(stream, display, options)
         return CsvSource(stream, display, options, gz=fmt.endswith(".gz"))
+    except OSError as exc:
+        stream.close()
+        if isinstance(exc, DigitsError):
+            raise
+        raise ReadError(f"{display}: cannot read ({exc.strerror or exc})") from None
     except BaseException:
         stream.close()
         raise

@@ -47,7 +47,11 @@ class NpySource(Source):
         self.size = os.fstat(fd).st_size
         self._consumed = 0
         self._sha: hashlib._Hash | None = None
-        self._parse_header()
+        try:
+            self._parse_header()
+        except BaseException:
+            os.close(fd)  # the caller only gets a source that opened
+            raise
 
     def _fail(self, message: str) -> InputDataError:
         return InputDataError(f"{self.display}: {message}")
