@@ -237,7 +237,7 @@ def _leftover_of(name: str) -> str | None:
     else:
         return None
     if target.startswith(".") and ".part-" in target:
-        target = target[1:].split(".part-")[0]
+        target = target[1:].rpartition(".part-")[0]
     return target
 
 

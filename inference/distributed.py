@@ -39,11 +39,14 @@ from .errors import (
     DigitsError,
     InputDataError,
     ModelError,
+    OutputError,
+    ReadError,
     UsageError,
     WriteError,
 )
 from .model import Model
 from .readers import STDIN, detect_format, open_source
+from .readers.csv import LineError
 from .writing import STDOUT, AtomicFile, detect_output_format, open_writer, output_schema
 
 #: Files larger than this are cut into parts of about this size.
@@ -127,15 +130,20 @@ class PartResult:
     index: int
     path: str
     tally: engine._Tally
+    #: The id column's name, or None when the output is keyed by row number.
+    id_name: str | None
     #: The row number the part gave its first row (0 for CSV parts, the file's for NPY).
     row_base: int
     #: The line number the part gave its first line, and the one after its last.
     first_line: int | None
     next_line: int | None
+    #: The error that stopped the part (reported by the join, in the file's numbering).
+    error: DigitsError | None = None
 
 
-def part_path(dst: str, index: int) -> Path:
-    return Path(dst).with_name(f".{Path(dst).name}.part-{index:05d}.arrow")
+def part_path(dst: str, run_id: str, index: int) -> Path:
+    """A part's file: named by run, so a late task of an earlier run cannot replace it."""
+    return Path(dst).with_name(f".{Path(dst).name}.part-{run_id[:12]}-{index:05d}.arrow")
 
 
 class _ArrowPartWriter:
@@ -143,7 +151,11 @@ class _ArrowPartWriter:
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self._sink = pa.OSFile(str(path), "wb")
-        self._writer = pa.ipc.new_file(self._sink, schema)
+        try:
+            self._writer = pa.ipc.new_file(self._sink, schema)
+        except BaseException:
+            self._sink.close()
+            raise
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
@@ -151,37 +163,54 @@ class _ArrowPartWriter:
         self.rows += table.num_rows
 
     def close(self) -> None:
-        self._writer.close()
-        self._sink.close()
+        try:
+            self._writer.close()
+        finally:
+            self._sink.close()
 
 
 def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: ScoreOptions,
-               index: int, begin: int, stop: int) -> PartResult:
+               run_id: str, index: int, begin: int, stop: int) -> PartResult:
     """Score rows ``[begin, stop)`` (NPY) or the lines starting in bytes ``[begin, stop)``
-    (CSV) into a part file; rerunning it replaces the part with an identical one."""
+    (CSV) into a part file; rerunning it replaces the part with an identical one.
+
+    The library's errors are returned, not raised: the join reports the first problem in
+    file order, with line numbers in the file's numbering, whichever part finished first.
+    """
     model = worker_model(model_data, sha256)
-    source = open_source(src, options.read)
-    out = AtomicFile(part_path(dst, index))
+    path = part_path(dst, run_id, index)
     try:
+        source = open_source(src, options.read)
+    except DigitsError as exc:
+        return PartResult(index, str(path), engine._Tally(stopped=True), None, 0, None, None,
+                          error=exc)
+    out = writer = None
+    first_line = None
+    try:
+        out = AtomicFile(path)
         source.restrict(begin, stop)
         first_line = getattr(source, "next_line", None)
         schema = output_schema(source.id_name, options.proba)
         writer = _ArrowPartWriter(out.tmp, schema)
-        try:
-            tally = engine.score_stream(source, model, options, writer, schema, dst,
-                                        fail_fast=False)
-        finally:
-            writer.close()
+        tally = engine.score_stream(source, model, options, writer, schema, dst,
+                                    fail_fast=False)
+        writer, closing = None, writer
+        closing.close()
         out.commit()
+        error = None
+    except (DigitsError, OSError) as exc:
+        engine._abandon(writer, out)
+        error = exc if isinstance(exc, DigitsError) else ReadError(
+            f"{src}: cannot read or write a part ({exc.strerror or exc})")
+        tally = engine._Tally(stopped=True)
     except BaseException:
-        out.discard()
+        engine._abandon(writer, out)
         raise
     finally:
         source.close()
-    return PartResult(index, str(part_path(dst, index)), tally,
-                      row_base=begin if detect_format(src, options.read.input_format) == "npy"
-                      else 0,
-                      first_line=first_line, next_line=getattr(source, "next_line", None))
+    row_base = begin if detect_format(src, options.read.input_format) == "npy" else 0
+    return PartResult(index, str(path), tally, source.id_name, row_base, first_line,
+                      getattr(source, "next_line", None), error=error)
 
 
 def join_parts(sha256: str, src: str, dst: str, options: ScoreOptions,
@@ -204,7 +233,7 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions,
     import pyarrow.compute as pc
 
     parts = sorted(parts, key=lambda p: p.index)
-    if not all(os.path.exists(p.path) for p in parts):
+    if not all(p.error is not None or os.path.exists(p.path) for p in parts):
         # A rerun after the output was committed and the parts removed: report that run.
         state = engine._read_state(Path(dst))
         if state and state.get("run_id") == run_id:
@@ -226,40 +255,38 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions,
             for r in tally.rejects
         )
         if tally.stopped:
-            first = total.rejects[len(total.rejects) - len(tally.rejects)]
-            raise InputDataError(f"{src}: {first.where()}: {first.reason}")
+            if tally.rejects:  # --on-error fail: the first bad row of the file
+                first = total.rejects[len(total.rejects) - len(tally.rejects)]
+                raise InputDataError(f"{src}: {first.where()}: {first.reason}")
+            error = part.error
+            if isinstance(error, LineError):
+                error = error.shifted(line_shift)
+            raise error if error is not None else ClusterError(f"{src}: a part failed")
     summary = FileSummary(input=src, output=dst)
     out = AtomicFile(Path(dst))
     writer = None
+    keyed_by_row = parts[0].id_name is None if parts else True
     try:
         fmt = detect_output_format(dst, options.output_format)
-        schema = None
         for part, (row_shift, _) in zip(parts, shifts, strict=True):
             with pa.memory_map(part.path) as mapped:
                 reader = pa.ipc.open_file(mapped)
                 if writer is None:
-                    schema = reader.schema
-                    writer = open_writer(fmt, out.tmp, schema)
+                    writer = open_writer(fmt, out.tmp, reader.schema)
                 for i in range(reader.num_record_batches):
                     table = pa.Table.from_batches([reader.get_batch(i)])
-                    if schema.names[0] == "row" and row_shift:
+                    if keyed_by_row and row_shift:
                         table = table.set_column(0, "row", pc.add(table.column(0), row_shift))
                     writer.write(table)
         written = writer.rows if writer is not None else 0
         if writer is not None:
-            writer.close()
-            writer = None
+            writer, closing = None, writer
+            closing.close()
         if total.rows != total.scored + len(total.rejects) or written != total.scored:
             raise RuntimeError(
                 f"{src}: row accounting failed: {total.rows} read, {total.scored} scored, "
                 f"{len(total.rejects)} rejected, {written} written"
             )
-        if before is not None and engine._stat_key(src) != before:
-            raise InputDataError(f"{src}: the file changed while it was being scored; run again")
-        if total.rows == 0:
-            raise InputDataError(f"{src}: the file has no data rows")
-        digest = engine._file_sha256(src)
-        out.commit()
     except OSError as exc:
         engine._abandon(writer, out)
         if isinstance(exc, DigitsError):
@@ -268,6 +295,21 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions,
     except BaseException:
         engine._abandon(writer, out)
         raise
+    try:
+        if before is not None and engine._changed(src, before):
+            raise InputDataError(f"{src}: the file changed while it was being scored; run again")
+        if total.rows == 0:
+            raise InputDataError(f"{src}: the file has no data rows")
+        digest = engine._file_sha256(src)
+    except OSError as exc:
+        out.discard()
+        if isinstance(exc, DigitsError):
+            raise
+        raise ReadError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
     return engine.finish_file(summary, total, src, dst, before, digest, sha256, options,
                               engine.rejects_path_for(src, dst), started, run_id)
 
@@ -373,6 +415,8 @@ def _submit(client, src: str, dst: str, model: Model, options: ScoreOptions, for
     try:
         if src != STDIN and not os.path.exists(src):
             raise engine.MissingInputError(f"{src}: no such file")
+        if engine._same_file(src, Path(dst)):
+            raise OutputError(f"{dst}: the output would overwrite its own input")
         cuts = _cuts(src, options, part_bytes)
         if cuts is not None and not force:
             plan.result = engine.skipped_summary(src, Path(dst), model, options,
@@ -389,8 +433,8 @@ def _submit(client, src: str, dst: str, model: Model, options: ScoreOptions, for
         return plan
     before = engine._stat_key(src)
     plan.parts = [
-        client.submit(score_part, model.data, model.sha256, abs_src, abs_dst, options, i, a, b,
-                      pure=False, key=f"part-{i:05d}-{_token(abs_dst)}")
+        client.submit(score_part, model.data, model.sha256, abs_src, abs_dst, options, run_id,
+                      i, a, b, pure=False, key=f"part-{i:05d}-{_token(abs_dst)}")
         for i, (a, b) in enumerate(cuts)
     ]
     plan.future = client.submit(join_parts, model.sha256, abs_src, abs_dst, options, before,
@@ -410,12 +454,21 @@ def _collect(plan: _Planned) -> FileSummary:
     abs_src, abs_dst = os.path.abspath(plan.src), os.path.abspath(plan.dst)
     try:
         result = plan.future.result()
-    except distributed.scheduler.KilledWorker as exc:
-        result = engine.failed_summary(plan.src, ClusterError(
-            f"{plan.src}: the task scoring it killed every worker that ran it "
-            f"({exc.args[0] if exc.args else 'KilledWorker'}); no output written"))
-    except DigitsError as exc:
-        result = engine.failed_summary(abs_src, exc)
+    except Exception as exc:
+        if plan.parts:
+            # The file's other parts may still be running: let them end (their part files
+            # are removed with the leftovers) before the lock is released.
+            distributed.wait(plan.parts)
+        if isinstance(exc, distributed.scheduler.KilledWorker):
+            error = ClusterError(
+                f"{plan.src}: the task scoring it killed every worker that ran it "
+                f"({exc.args[0] if exc.args else 'KilledWorker'}); no output written")
+        elif isinstance(exc, DigitsError):
+            error = exc
+        else:  # the cluster's own failures (lost connection, cancelled task, ...)
+            error = ClusterError(f"{plan.src}: the cluster could not score it "
+                                 f"({type(exc).__name__}: {exc}); no output written")
+        result = engine.failed_summary(abs_src, error)
     result.input = plan.src
     if result.output is not None:
         result.output = plan.dst

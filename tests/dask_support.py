@@ -31,3 +31,25 @@ class PoisonInput(WorkerPlugin):
             return original(model_data, sha256, src, *args, **kwargs)
 
         remote.score_whole_file = score_or_die
+
+
+class PoisonPart(WorkerPlugin):
+    """Like PoisonInput, for the first part of a file that is split into parts."""
+
+    name = "poison-part"
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+
+    def setup(self, worker) -> None:
+        import inference.distributed as remote
+
+        original = remote.score_part
+        filename = self.filename
+
+        def score_or_die(model_data, sha256, src, dst, options, run_id, index, *args):
+            if os.path.basename(src) == filename and index == 0:
+                os._exit(137)
+            return original(model_data, sha256, src, dst, options, run_id, index, *args)
+
+        remote.score_part = score_or_die

@@ -299,3 +299,37 @@ def test_progress_bar_counts_tasks_when_asked(inputs, cluster, tmp_path, capsys)
     score_files([str(inputs / "wide.npy")], out_dir=out, scheduler=cluster, force=True,
                 part_bytes=PART_BYTES)
     assert capsys.readouterr().err == ""  # not a terminal: no bar
+
+
+def test_a_split_input_is_never_its_own_output(inputs, cluster, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_bytes((inputs / "batch0.csv").read_bytes())
+    before = src.read_bytes()
+    summary = score_files([str(src)], output=str(src), options=_options(), scheduler=cluster,
+                          part_bytes=PART_BYTES)
+    (failed,) = summary.files
+    assert failed.status == "failed" and failed.exit_code == 73
+    assert failed.error == f"{src}: the output would overwrite its own input"
+    assert src.read_bytes() == before
+
+
+def test_no_part_file_outlives_a_failed_split_file(inputs, tmp_path):
+    """The parts still running when another part fails end before the run returns."""
+    import dask
+
+    from tests.dask_support import PoisonPart
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                     dashboard_address=":0") as local_cluster, \
+            distributed.Client(local_cluster) as client:
+        client.register_plugin(PoisonPart("wide.npy"))
+        summary = score_files([str(inputs / "wide.npy")], out_dir=out, scheduler=client,
+                              part_bytes=PART_BYTES)
+        (failed,) = summary.files
+        assert failed.status == "failed" and failed.exit_code == 69
+        assert [p.name for p in out.iterdir()] == [".digits-score.lock"]
+        time.sleep(2)  # nothing arrives late either
+        assert [p.name for p in out.iterdir()] == [".digits-score.lock"]

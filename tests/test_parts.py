@@ -6,6 +6,7 @@ here in-process on many layouts; tests/test_distributed.py runs them on a real c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,13 @@ from hypothesis import strategies as st
 from inference import ReadOptions, ScoreOptions, score_files
 from inference.batch import failed_summary
 from inference.distributed import _cuts, join_parts, part_path, score_part
-from inference.errors import DigitsError
+from inference.errors import DigitsError, ReadError
 
 
 def _split_and_join(src: Path, dst: Path, model, options: ScoreOptions, part_bytes: int):
     cuts = _cuts(str(src), options, part_bytes)
     assert cuts is not None and len(cuts) >= 2, "the file should have been split"
-    parts = [score_part(model.data, model.sha256, str(src), str(dst), options, i, a, b)
+    parts = [score_part(model.data, model.sha256, str(src), str(dst), options, "run", i, a, b)
              for i, (a, b) in enumerate(cuts)]
     summary = join_parts(model.sha256, str(src), str(dst), options, None, parts, 0.0, "run")
     assert not list(dst.parent.glob(f".{dst.name}.part-*")), "parts left behind"
@@ -125,12 +126,13 @@ def test_a_rerun_part_replaces_its_file(tmp_path, model):
     np.save(src, np.ones((300, 64), np.float32))
     dst = tmp_path / "out.csv"
     options = ScoreOptions()
-    first = score_part(model.data, model.sha256, str(src), str(dst), options, 0, 0, 150)
+    first = score_part(model.data, model.sha256, str(src), str(dst), options, "r1", 0, 0, 150)
     data = Path(first.path).read_bytes()
-    again = score_part(model.data, model.sha256, str(src), str(dst), options, 0, 0, 150)
-    assert again.path == first.path == str(part_path(str(dst), 0))
+    again = score_part(model.data, model.sha256, str(src), str(dst), options, "r1", 0, 0, 150)
+    assert again.path == first.path == str(part_path(str(dst), "r1", 0))
     assert Path(again.path).read_bytes() == data
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.csv.part-00000.arrow", "in.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.csv.part-r1-00000.arrow",
+                                                          "in.npy"]
 
 
 def test_small_and_compressed_files_are_not_split(tmp_path):
@@ -140,3 +142,94 @@ def test_small_and_compressed_files_are_not_split(tmp_path):
     gz.write_bytes(b"\x1f\x8b" + bytes(5000))
     assert _cuts(str(small), ScoreOptions(), 1 << 20) is None
     assert _cuts(str(gz), ScoreOptions(), 100) is None
+
+
+def _rows_csv(path: Path, n: int, *, header: str | None = None) -> list[str]:
+    lines = [header] if header else []
+    lines += [",".join(str((i + k) % 17) for k in range(64)) for i in range(n)]
+    return lines
+
+
+def test_an_id_column_named_row_is_not_renumbered(tmp_path, model):
+    header = "row," + ",".join(f"p{k}" for k in range(64))
+    lines = [header] + [f"id{i}," + ",".join(str((i + k) % 17) for k in range(64))
+                        for i in range(400)]
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n")
+    options = ScoreOptions(read=ReadOptions(id_column="row"))
+    local = _local(src, tmp_path / "local.csv", model, options)
+    joined = _split_and_join(src, tmp_path / "joined.csv", model, options, part_bytes=8000)
+    _same(joined, local)
+    assert (tmp_path / "joined.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+
+def test_a_long_line_is_reported_in_the_files_numbering(tmp_path, model, monkeypatch):
+    """An error raised inside a late part names the whole file's line, and the first
+    problem in file order wins, whichever part finished first."""
+    import inference.readers.csv as csv_reader
+
+    monkeypatch.setattr(csv_reader, "MAX_LINE_BYTES", 4000)
+    lines = _rows_csv(tmp_path, 600)
+    lines[450] = "1," * 3000 + "1"
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n")
+    options = ScoreOptions(read=ReadOptions(chunk_bytes=2000))
+    local = _local(src, tmp_path / "local.csv", model, options)
+    joined = _split_and_join(src, tmp_path / "joined.csv", model, options, part_bytes=9000)
+    assert local.status == joined.status == "failed"
+    assert joined.error == local.error
+    assert "line 451 is longer than" in joined.error
+
+    lines[100] = lines[100].replace("1", "x", 1)  # an earlier bad row in an earlier part
+    src.write_text("\n".join(lines) + "\n")
+    local = _local(src, tmp_path / "local.csv", model, options)
+    joined = _split_and_join(src, tmp_path / "joined.csv", model, options, part_bytes=9000)
+    assert joined.error == local.error and "line 101, column" in joined.error
+
+
+def test_an_io_error_in_a_part_fails_the_file_cleanly(tmp_path, model, monkeypatch):
+    src = tmp_path / "in.npy"
+    np.save(src, np.ones((3000, 64), np.float32))
+    dst = tmp_path / "out.csv"
+    options = ScoreOptions()
+
+    def broken_pread(fd, n, offset):
+        raise OSError(5, "Input/output error")
+
+    cuts = _cuts(str(src), options, 64 * 4 * 1000)
+    good = score_part(model.data, model.sha256, str(src), str(dst), options, "r", 0, *cuts[0])
+    monkeypatch.setattr(os, "pread", broken_pread)
+    bad = score_part(model.data, model.sha256, str(src), str(dst), options, "r", 1, *cuts[1])
+    monkeypatch.undo()
+    assert isinstance(bad.error, ReadError) and "Input/output error" in str(bad.error)
+    summary = join_parts(model.sha256, str(src), str(dst), options, None, [good, bad], 0.0,
+                         "r")
+    assert summary.status == "failed" and summary.exit_code == 74
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
+def test_a_part_that_cannot_be_written_leaks_no_descriptor(tmp_path, model):
+    src = tmp_path / "in.npy"
+    np.save(src, np.ones((100, 64), np.float32))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        part = score_part(model.data, model.sha256, str(src), str(tmp_path / "no" / "o.csv"),
+                          ScoreOptions(), "r", 0, 0, 50)
+        assert isinstance(part.error, DigitsError)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("name, target", [
+    (".a.csv.k2j4h1.tmp", "a.csv"),
+    ("..a.csv.state.json.k2j4h1.tmp", ".a.csv.state.json"),
+    (".a.csv.part-0123456789ab-00003.arrow", "a.csv"),
+    ("..a.csv.part-0123456789ab-00003.arrow.k2j4h1.tmp", "a.csv"),
+    (".a.part-2.pred.csv.part-0123456789ab-00001.arrow", "a.part-2.pred.csv"),
+    (".a.rejects.csv.x9.tmp", "a.rejects.csv"),
+    (".digits-score.lock", None),
+    (".a.csv.state.json", None),
+])
+def test_leftovers_map_to_the_file_they_were_for(name, target):
+    from inference.batch import _leftover_of
+
+    assert _leftover_of(name) == target
