@@ -322,7 +322,7 @@ class _Tally:
 
 def _range_check(batch: Batch, strict: bool, tally: _Tally) -> None:
     """Count rows outside 0..16; under --strict they become rejects."""
-    if check_values(batch.X)[1]:
+    if check_values(batch.X, batch.extrema())[1]:
         return
     mask = out_of_range_rows(batch.X)
     tally.out_of_range += int(mask.sum())

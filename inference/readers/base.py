@@ -64,6 +64,15 @@ class Batch:
     line_fn: Callable[[np.ndarray], np.ndarray] | None = None
     feature_columns: list[int] | None = None
     column_names: list[str] | None = None
+    _extrema: tuple[float, float] | None = field(default=None, repr=False)
+
+    def extrema(self) -> tuple[float, float]:
+        """(min, max) of the features, computed once: the finiteness check of the readers
+        and the range check of the scorer share one pass (NaN propagates into both)."""
+        if self._extrema is None:
+            X = self.X
+            self._extrema = (float(X.min()), float(X.max())) if X.size else (0.0, 0.0)
+        return self._extrema
 
     def line_numbers(self, idx: np.ndarray) -> list[int | None]:
         """File line numbers of the rows at positions ``idx`` (None for non-text inputs)."""
@@ -76,6 +85,7 @@ class Batch:
     def keep(self, mask: np.ndarray) -> None:
         """Drop the rows where ``mask`` is False (they were rejected by a later check)."""
         self.X = np.ascontiguousarray(self.X[mask])
+        self._extrema = None
         self.rows = self.rows[mask]
         if self.ids is not None:
             self.ids = self.ids.filter(from_numpy(mask))
@@ -125,14 +135,14 @@ def value_problem(value: float) -> str | None:
     return None
 
 
-def check_values(X: np.ndarray) -> tuple[bool, bool]:
-    """(all finite, all within 0..16) for float32 rows, in two cheap reductions.
+def check_values(X: np.ndarray, extrema: tuple[float, float] | None = None) -> tuple[bool, bool]:
+    """(all finite, all within 0..16) for float32 rows, from their min and max.
 
     NaN propagates through min and max, so one in-range min/max proves both at once.
     """
     if X.size == 0:
         return True, True
-    lo, hi = X.min(), X.max()
+    lo, hi = extrema if extrema is not None else (X.min(), X.max())
     if lo >= FEATURE_MIN and hi <= FEATURE_MAX:
         return True, True
     finite = bool(np.isfinite(X).all())

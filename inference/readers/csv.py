@@ -372,7 +372,7 @@ class CsvSource(Source):
         if table is not None and table.num_rows == lines and not self._has_nulls(table):
             batch = self._table_batch(table, first_row)
             X = batch.X
-            if not X.size or np.isfinite(X.min() + X.max()):
+            if not X.size or np.isfinite(sum(batch.extrema())):
                 batch.line_fn = lambda idx: line_no + idx
                 return batch
         return self._slow_batch(bytes(block), line_no, first_row)

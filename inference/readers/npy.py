@@ -11,6 +11,7 @@ import hashlib
 import os
 import struct
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -47,6 +48,8 @@ class NpySource(Source):
         self.size = os.fstat(fd).st_size
         self._consumed = 0
         self._sha: hashlib._Hash | None = None
+        self._hasher: ThreadPoolExecutor | None = None
+        self._hashing: Future | None = None
         try:
             self._parse_header()
         except BaseException:
@@ -141,7 +144,7 @@ class NpySource(Source):
         if not self.fortran:
             raw = self._pread((b - a) * N_FEATURES * item, self.data_start + a * N_FEATURES * item)
             if self._sha is not None:
-                self._sha.update(raw)
+                self._hash_later(raw)
             return np.frombuffer(raw, dtype=self.dtype).reshape(b - a, N_FEATURES)
         out = np.empty((b - a, N_FEATURES), dtype=self.dtype)
         for k, offset in enumerate(self._column_offsets()):
@@ -174,9 +177,26 @@ class NpySource(Source):
                 self._reject_nonfinite(batch, raw)
             yield batch
 
+    def _hash_later(self, raw: bytes) -> None:
+        """Hash on a thread of its own (hashlib releases the GIL), overlapping the next read;
+        at most one chunk waits, so memory stays bounded."""
+        if self._hasher is None:
+            self._hasher = ThreadPoolExecutor(1, thread_name_prefix="digits-hash")
+        if self._hashing is not None:
+            self._hashing.result()
+        self._hashing = self._hasher.submit(self._sha.update, raw)
+
+    def _hash_done(self) -> None:
+        if self._hashing is not None:
+            self._hashing.result()
+            self._hashing = None
+        if self._hasher is not None:
+            self._hasher.shutdown()
+            self._hasher = None
+
     def _reject_nonfinite(self, batch: Batch, raw: np.ndarray) -> None:
         X = batch.X
-        if not X.size or np.isfinite(X.min() + X.max()):
+        if not X.size or np.isfinite(sum(batch.extrema())):
             return
         bad_rows = ~np.isfinite(X).all(axis=1)
         for i in np.flatnonzero(bad_rows):
@@ -192,6 +212,7 @@ class NpySource(Source):
         return self._consumed
 
     def digest(self) -> str:
+        self._hash_done()
         if self._sha is not None and self._consumed == self.size:
             return self._sha.hexdigest()
         sha = hashlib.sha256()
@@ -202,4 +223,5 @@ class NpySource(Source):
         return sha.hexdigest()
 
     def close(self) -> None:
+        self._hash_done()
         os.close(self._fd)
