@@ -34,7 +34,8 @@ from .errors import (
     OutputError,
     ReadError,
     UsageError,
-    WriteError,
+    read_error,
+    write_error,
 )
 from .model import Model
 from .readers import STDIN, Batch, ReadOptions, Reject, Source, detect_format, open_source
@@ -454,16 +455,14 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
         try:
             writer = open_writer(fmt, stdout_sink() if out is None else out.tmp, schema)
         except OSError as exc:  # the header is written at once: a full disk shows here
-            if isinstance(exc, DigitsError):
-                raise
-            raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+            raise write_error(dst, exc) from None
         tally = score_stream(source, model, options, writer, schema, dst, progress)
         written = writer.rows
         try:
             writer.close()
             writer = None
         except OSError as exc:
-            raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+            raise write_error(dst, exc) from None
         _check_accounting(source, tally, written)
         if before is not None and _stat_key(src) != before:
             raise InputDataError(f"{src}: the file changed while it was being scored; run again")
@@ -483,9 +482,7 @@ def _score_one(src: str, dst: str, model: Model, options: ScoreOptions, force: b
         raise
     except OSError as exc:
         _abandon(writer, out)
-        if isinstance(exc, DigitsError):
-            raise
-        raise ReadError(f"{src}: cannot read ({exc.strerror or exc})") from None
+        raise read_error(src, exc) from None
     except BaseException:
         _abandon(writer, out)
         raise
@@ -521,7 +518,7 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer, sc
         try:
             writer.write(_prediction_table(batch, labels, proba, schema))
         except OSError as exc:
-            raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+            raise write_error(dst, exc) from None
         tally.rows += batch.n_rows
         tally.scored += len(labels)
         tally.rejects.extend(batch.rejects)
@@ -647,6 +644,30 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
     return pairs
 
 
+def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
+             options: ScoreOptions | None) -> tuple[ScoreOptions, list[str], list[tuple[str, str]]]:
+    """Check the options, find the input files and pair each with its output: the start
+    that the local and the cluster engine share."""
+    options = options or ScoreOptions()
+    if options.on_error not in ON_ERROR:
+        raise UsageError(f"--on-error must be one of {', '.join(ON_ERROR)}")
+    if options.output_format is None and output not in (None, STDOUT):
+        options = replace(options, output_format=detect_output_format(output, None))
+    files = expand_inputs(inputs, options.read.input_format)
+    pairs = plan_outputs(files, output=output, out_dir=out_dir,
+                         output_format=options.output_format)
+    return options, files, pairs
+
+
+def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]]) -> None:
+    """Lock every output directory for the run (on ``stack``), then clear what killed runs
+    left beside these outputs."""
+    directories = sorted({str(Path(dst).parent) for _, dst in pairs if dst != STDOUT})
+    for directory in directories:
+        stack.enter_context(output_lock(Path(directory)))
+    remove_leftovers(pairs)
+
+
 def score_files(inputs: list[str], *, output: str | None = None,
                 out_dir: str | Path | None = None, model: Model | None = None,
                 options: ScoreOptions | None = None, force: bool = False,
@@ -671,21 +692,11 @@ def score_files(inputs: list[str], *, output: str | None = None,
         raise UsageError("--part-size applies to --scheduler runs only")
     started = time.perf_counter()
     model = model or Model.load()
-    options = options or ScoreOptions()
-    if options.on_error not in ON_ERROR:
-        raise UsageError(f"--on-error must be one of {', '.join(ON_ERROR)}")
-    if options.output_format is None and output not in (None, STDOUT):
-        options = replace(options, output_format=detect_output_format(output, None))
-    files = expand_inputs(inputs, options.read.input_format)
-    pairs = plan_outputs(files, output=output, out_dir=out_dir,
-                         output_format=options.output_format)
+    options, files, pairs = plan_run(inputs, output, out_dir, options)
     summary = BatchSummary(files=[], model_sha256=model.sha256)
-    directories = sorted({str(Path(dst).parent) for _, dst in pairs if dst != STDOUT})
     bar = _progress_bar(files, progress)
     with contextlib.ExitStack() as stack:
-        for directory in directories:
-            stack.enter_context(output_lock(Path(directory)))
-        remove_leftovers(pairs)
+        hold_outputs(stack, pairs)
         for src, dst in pairs:
             done = [0]
 

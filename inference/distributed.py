@@ -42,7 +42,8 @@ from .errors import (
     OutputError,
     ReadError,
     UsageError,
-    WriteError,
+    read_error,
+    write_error,
 )
 from .model import Model
 from .readers import STDIN, detect_format, open_source
@@ -289,9 +290,7 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions,
             )
     except OSError as exc:
         engine._abandon(writer, out)
-        if isinstance(exc, DigitsError):
-            raise
-        raise WriteError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+        raise write_error(dst, exc) from None
     except BaseException:
         engine._abandon(writer, out)
         raise
@@ -303,9 +302,7 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions,
         digest = engine._file_sha256(src)
     except OSError as exc:
         out.discard()
-        if isinstance(exc, DigitsError):
-            raise
-        raise ReadError(f"{src}: cannot read ({exc.strerror or exc})") from None
+        raise read_error(src, exc) from None
     except BaseException:
         out.discard()
         raise
@@ -372,26 +369,16 @@ def score_files_on_cluster(
     _distributed()
     started = time.perf_counter()
     model = model or Model.load()
-    options = options or ScoreOptions()
-    if options.on_error not in engine.ON_ERROR:
-        raise UsageError(f"--on-error must be one of {', '.join(engine.ON_ERROR)}")
     if part_bytes < 1:
         raise UsageError("the part size must be positive")
-    if options.output_format is None and output not in (None, STDOUT):
-        options = replace(options, output_format=detect_output_format(output, None))
-    files = engine.expand_inputs(inputs, options.read.input_format)
+    options, files, pairs = engine.plan_run(inputs, output, out_dir, options)
     if STDIN in files:
         raise UsageError("stdin cannot be scored on a cluster; write it to a file first")
-    pairs = engine.plan_outputs(files, output=output, out_dir=out_dir,
-                                output_format=options.output_format)
     if any(dst == STDOUT for _, dst in pairs):
         raise UsageError("--scheduler writes files: give -o FILE or --out-dir DIR")
     summary = BatchSummary(files=[], model_sha256=model.sha256)
-    directories = sorted({str(Path(dst).parent) for _, dst in pairs})
     with contextlib.ExitStack() as stack:
-        for directory in directories:
-            stack.enter_context(engine.output_lock(Path(directory)))
-        engine.remove_leftovers(pairs)
+        engine.hold_outputs(stack, pairs)
         client = stack.enter_context(connect(scheduler))
         run_id = uuid.uuid4().hex
         planned = [_submit(client, src, dst, model, options, force, part_bytes, run_id)

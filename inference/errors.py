@@ -74,3 +74,17 @@ class ClusterError(DigitsError):
     """The Dask cluster cannot be reached, or a task kept killing the workers that ran it."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+def read_error(path: object, exc: OSError) -> DigitsError:
+    """An OSError met while reading ``path``, as the library's error (ours pass through)."""
+    if isinstance(exc, DigitsError):
+        return exc
+    return ReadError(f"{path}: cannot read ({exc.strerror or exc})")
+
+
+def write_error(path: object, exc: OSError) -> DigitsError:
+    """An OSError met while writing ``path``, as the library's error (ours pass through)."""
+    if isinstance(exc, DigitsError):
+        return exc
+    return WriteError(f"{path}: cannot write ({exc.strerror or exc})")

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import DigitsError, MissingInputError, ReadError, UsageError
+from ..errors import MissingInputError, UsageError, read_error
 from .base import Batch, ReadOptions, Reject, Source
 from .csv import CsvSource
 from .npy import NpySource
@@ -71,9 +71,7 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
         return CsvSource(stream, display, options, gz=fmt.endswith(".gz"))
     except OSError as exc:
         stream.close()
-        if isinstance(exc, DigitsError):
-            raise
-        raise ReadError(f"{display}: cannot read ({exc.strerror or exc})") from None
+        raise read_error(display, exc) from None
     except BaseException:
         stream.close()
         raise
