@@ -227,6 +227,41 @@ def test_local_cluster_gives_the_same_outputs(inputs, tmp_path):
     assert _comparable(remote) == _comparable(local)
 
 
+def test_local_workers_are_forked_from_a_fork_server_without_onnxruntime():
+    """``local:N`` workers come from a fresh fork server (no copy of this process's event loop
+    or onnxruntime threads), and that server never loads onnxruntime itself."""
+    from inference.distributed import connect
+
+    def parent_process() -> tuple[str, bool]:
+        ppid = os.getppid()
+        cmdline = Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return cmdline, "onnxruntime" in Path(f"/proc/{ppid}/maps").read_text()
+
+    with connect("local:2") as client:
+        parents = client.run(parent_process)
+    assert len(parents) == 2
+    for cmdline, loaded_onnxruntime in parents.values():
+        assert "multiprocessing.forkserver" in cmdline
+        assert not loaded_onnxruntime
+
+
+def test_starting_a_local_cluster_imports_nothing_extra_here():
+    """Choosing the fork server must not make Dask import its optional packages (pandas)
+    into the client just to build a preload list of its own."""
+    pytest.importorskip("pandas")
+    code = (
+        "import sys\n"
+        "from inference.distributed import connect\n"
+        "with connect('local:1') as client:\n"
+        "    assert client.submit(sum, [1, 2]).result() == 3\n"
+        "print(sorted(m for m in ('pandas', 'lz4') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"
+
+
 def test_a_task_that_keeps_killing_workers_fails_its_file(inputs, tmp_path):
     import dask
 
