@@ -69,12 +69,13 @@ def _distributed():
 
 
 #: What the fork server imports once for every local worker it forks: Dask and the readers'
-#: and writers' libraries. Not onnxruntime: importing it starts a timer thread, and a fork
-#: must not copy a thread that may hold a lock; each worker imports it after the fork.
-FORK_SERVER_PRELOAD = ("distributed", "numpy", "pyarrow.csv", "pyarrow.ipc")
+#: and writers' libraries (Dask's own fork server preloads Dask and numpy too). Their idle
+#: threads, OpenBLAS's and jemalloc's, come with fork handlers. Not onnxruntime: importing it
+#: starts a background thread without one, so each worker imports it after the fork.
+_FORK_SERVER_PRELOAD = ("distributed", "numpy", "pyarrow.csv", "pyarrow.ipc")
 
 
-def local_workers(scheduler) -> int | None:
+def _local_workers(scheduler) -> int | None:
     """N for ``local:N``, None for anything else."""
     if not isinstance(scheduler, str) or not scheduler.startswith("local:"):
         return None
@@ -87,18 +88,18 @@ def local_workers(scheduler) -> int | None:
     return n
 
 
-def start_fork_server() -> None:
+def _start_fork_server() -> None:
     """Start the fork server that ``local:N`` workers are forked from, so that it imports
-    :data:`FORK_SERVER_PRELOAD` while this process is still importing Dask.
+    :data:`_FORK_SERVER_PRELOAD` while this process is still importing Dask.
 
-    A fresh single-threaded process that forks workers with their libraries already imported
-    starts a worker in milliseconds instead of the ~0.5 s a spawned interpreter needs, and
-    unlike forking this process it copies no running event loop or onnxruntime threads.
+    Forked from it, a worker starts with its libraries already imported instead of spending
+    ~0.5 s of a spawned interpreter on importing them; and unlike forking this process, the
+    fork copies no running event loop or onnxruntime threads.
     """
     import multiprocessing
     from multiprocessing import forkserver
 
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORK_SERVER_PRELOAD))
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(_FORK_SERVER_PRELOAD))
     forkserver.ensure_running()
 
 
@@ -112,9 +113,9 @@ def connect(scheduler) -> Iterator[object]:
         yield scheduler
         return
     address = str(scheduler)
-    n = local_workers(address)
+    n = _local_workers(address)
     if n is not None:
-        start_fork_server()
+        _start_fork_server()
         with _fork_server_workers(distributed):
             cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -419,8 +420,8 @@ def score_files_on_cluster(
     ``local:N``. Results are reported in input order.
     """
     started = time.perf_counter()
-    if local_workers(scheduler) is not None and importlib.util.find_spec("distributed"):
-        start_fork_server()  # while Dask is being imported here
+    if _local_workers(scheduler) is not None and importlib.util.find_spec("distributed"):
+        _start_fork_server()  # while Dask is being imported here
     _distributed()
     model = model or Model.load()
     if part_bytes < 1:
