@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import logging
 import os
 import sys
@@ -46,6 +45,7 @@ from .errors import (
     read_error,
     write_error,
 )
+from .local_cluster import forked_workers, local_workers, start_fork_server
 from .model import Model
 from .readers import STDIN, detect_format, open_source
 from .readers.csv import LineError
@@ -68,41 +68,6 @@ def _distributed():
     return distributed
 
 
-#: What the fork server imports once for every local worker it forks: Dask and the readers'
-#: and writers' libraries (Dask's own fork server preloads Dask and numpy too). Their idle
-#: threads, OpenBLAS's and jemalloc's, come with fork handlers. Not onnxruntime: importing it
-#: starts a background thread without one, so each worker imports it after the fork.
-_FORK_SERVER_PRELOAD = ("distributed", "numpy", "pyarrow.csv", "pyarrow.ipc")
-
-
-def _local_workers(scheduler) -> int | None:
-    """N for ``local:N``, None for anything else."""
-    if not isinstance(scheduler, str) or not scheduler.startswith("local:"):
-        return None
-    try:
-        n = int(scheduler.split(":", 1)[1])
-        if n < 1:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--scheduler {scheduler}: expected local:N with N >= 1") from None
-    return n
-
-
-def _start_fork_server() -> None:
-    """Start the fork server that ``local:N`` workers are forked from, so that it imports
-    :data:`_FORK_SERVER_PRELOAD` while this process is still importing Dask.
-
-    Forked from it, a worker starts with its libraries already imported instead of spending
-    ~0.5 s of a spawned interpreter on importing them; and unlike forking this process, the
-    fork copies no running event loop or onnxruntime threads.
-    """
-    import multiprocessing
-    from multiprocessing import forkserver
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(_FORK_SERVER_PRELOAD))
-    forkserver.ensure_running()
-
-
 @contextlib.contextmanager
 def connect(scheduler) -> Iterator[object]:
     """A Dask client for ``scheduler``: a Client (used as is), ``local:N`` (a LocalCluster of N
@@ -113,10 +78,10 @@ def connect(scheduler) -> Iterator[object]:
         yield scheduler
         return
     address = str(scheduler)
-    n = _local_workers(address)
+    n = local_workers(address)
     if n is not None:
-        _start_fork_server()
-        with _fork_server_workers(distributed):
+        start_fork_server(address)
+        with forked_workers(distributed):
             cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.ERROR,
@@ -130,25 +95,6 @@ def connect(scheduler) -> Iterator[object]:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
     with client:
         yield client
-
-
-@contextlib.contextmanager
-def _fork_server_workers(distributed) -> Iterator[None]:
-    """Dask's nannies start (and restart) their workers through the fork server."""
-    import dask
-
-    # With the fork server chosen, Dask would import its optional packages (pandas, lz4)
-    # into this process to build a preload list of its own; ours is already in use.
-    utils = distributed.utils
-    was_set = getattr(utils, "_forkserver_preload_set", None)
-    if was_set is not None:
-        utils._forkserver_preload_set = True
-    try:
-        with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-            yield
-    finally:
-        if was_set is not None:
-            utils._forkserver_preload_set = was_set
 
 
 # -- what runs on the workers --------------------------------------------------------------------
@@ -420,8 +366,7 @@ def score_files_on_cluster(
     ``local:N``. Results are reported in input order.
     """
     started = time.perf_counter()
-    if _local_workers(scheduler) is not None and importlib.util.find_spec("distributed"):
-        _start_fork_server()  # while Dask is being imported here
+    start_fork_server(scheduler)  # for local:N, while Dask is imported here
     _distributed()
     model = model or Model.load()
     if part_bytes < 1:
