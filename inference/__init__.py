@@ -6,23 +6,38 @@ numpy, onnxruntime and pyarrow only: importing this package never loads scikit-l
 >>> model = Model.load()                     # the bundled model, hash-checked
 >>> model.predict(X)                         # X: (N, 64) or (N, 8, 8), any real dtype
 >>> score_file("in.csv", "out.csv")          # streaming, atomic, returns a FileSummary
+
+The names below load their modules on first use: the command line parses its arguments (and
+starts ``local:N``'s fork server) before numpy, pyarrow and onnxruntime are imported.
 """
 
-from .batch import BatchSummary, FileSummary, ScoreOptions, score_file, score_files
-from .check import CheckResult, check_model
-from .errors import (
-    BusyError,
-    DigitsError,
-    InputDataError,
-    MissingInputError,
-    ModelError,
-    OutputError,
-    ReadError,
-    UsageError,
-    WriteError,
-)
-from .model import Model, bundled_model_path
-from .readers import ReadOptions
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "BatchSummary": "batch",
+    "FileSummary": "batch",
+    "ScoreOptions": "batch",
+    "score_file": "batch",
+    "score_files": "batch",
+    "CheckResult": "check",
+    "check_model": "check",
+    "BusyError": "errors",
+    "DigitsError": "errors",
+    "InputDataError": "errors",
+    "MissingInputError": "errors",
+    "ModelError": "errors",
+    "OutputError": "errors",
+    "ReadError": "errors",
+    "UsageError": "errors",
+    "WriteError": "errors",
+    "Model": "model",
+    "bundled_model_path": "model",
+    "ReadOptions": "readers",
+}
 
 __all__ = [
     "BatchSummary",
@@ -45,3 +60,35 @@ __all__ = [
     "score_file",
     "score_files",
 ]
+
+
+def __getattr__(name: str) -> object:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from .batch import BatchSummary, FileSummary, ScoreOptions, score_file, score_files
+    from .check import CheckResult, check_model
+    from .errors import (
+        BusyError,
+        DigitsError,
+        InputDataError,
+        MissingInputError,
+        ModelError,
+        OutputError,
+        ReadError,
+        UsageError,
+        WriteError,
+    )
+    from .model import Model, bundled_model_path
+    from .readers import ReadOptions

@@ -12,13 +12,16 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import errors
-from .batch import BatchSummary, FileSummary, ScoreOptions, score_files
 from .contract import FEATURE_MAX, FEATURE_MIN
 from .errors import DigitsError
-from .readers import FORMATS, ReadOptions
-from .writing import OUTPUT_FORMATS, write_atomic_bytes
+from .formats import INPUT_FORMATS, OUTPUT_FORMATS
+from .local_cluster import start_fork_server
+
+if TYPE_CHECKING:
+    from .batch import BatchSummary, FileSummary
 
 PROG = "digits-score"
 EXIT_CODES = f"""\
@@ -82,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--proba", action="store_true", help="add the probabilities p0..p9")
     out.add_argument("--summary-json", metavar="PATH", help="write the run's summary as JSON")
     inp = p.add_argument_group("input")
-    inp.add_argument("--input-format", choices=FORMATS, help="else from each file's extension")
+    inp.add_argument("--input-format", choices=INPUT_FORMATS,
+                     help="else from each file's extension")
     inp.add_argument("--delimiter", type=_delimiter, metavar="D",
                      help="',', tab, ';' or whitespace (detected by default)")
     header = inp.add_mutually_exclusive_group()
@@ -196,12 +200,18 @@ def run_check(argv: list[str]) -> int:
 
 
 def run_score(argv: list[str]) -> int:
-    from .model import Model
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.output is not None and args.out_dir is not None:
         parser.error("give either -o/--output or --out-dir, not both")
+    # Before numpy, pyarrow and onnxruntime are imported here, so that local:N's fork server
+    # imports its share at the same time.
+    start_fork_server(args.scheduler)
+    from .batch import ScoreOptions, score_files
+    from .model import Model
+    from .readers import ReadOptions
+    from .writing import write_atomic_bytes
+
     _configure_threads(args.threads)
     model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
                        threads=args.threads or 1)

@@ -23,10 +23,10 @@ import pyarrow.csv as pacsv
 from .arrow import to_numpy
 from .contract import N_CLASSES
 from .errors import OutputError, UsageError, WriteError
+from .formats import OUTPUT_FORMATS
 from .readers import Reject
 
 STDOUT = "-"
-OUTPUT_FORMATS = ("csv", "npy", "parquet", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".npy": "npy", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROBA_COLUMNS = [f"p{k}" for k in range(N_CLASSES)]

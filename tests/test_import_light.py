@@ -26,3 +26,22 @@ def test_scoring_a_file_loads_no_heavy_module(tmp_path, model_path):
             f"assert main([{str(src)!r}, '-o', {str(tmp_path / 'o.csv')!r}, '-q', '--model', "
             f"{str(model_path)!r}, '--proba']) == 0")
     assert loaded_after(code) == []
+
+
+def test_the_command_line_parses_before_importing_the_scoring_stack():
+    """Usage errors and --help answer at once, and local:N's fork server starts while this
+    process is still importing numpy, pyarrow and onnxruntime."""
+    code = "import inference, inference.cli"
+    probe = (f"{code}\nimport sys\n"
+             "print(' '.join(m for m in ('numpy', 'pyarrow', 'onnxruntime') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.split() == []
+
+
+def test_every_public_name_loads():
+    import inference
+
+    for name in inference.__all__:
+        assert getattr(inference, name).__module__.startswith("inference.")
+    assert set(inference.__all__) <= set(dir(inference))

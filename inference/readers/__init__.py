@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import MissingInputError, UsageError, read_error
+from ..formats import INPUT_FORMATS
 from .base import Batch, ReadOptions, Reject, Source
 from .csv import CsvSource
 from .npy import NpySource
@@ -18,7 +19,7 @@ from .parquet import ParquetSource
 __all__ = ["FORMATS", "Batch", "ReadOptions", "Reject", "Source", "detect_format", "open_source"]
 
 STDIN = "-"
-FORMATS = ("csv", "tsv", "csv.gz", "tsv.gz", "npy", "parquet")
+FORMATS = INPUT_FORMATS
 _SUFFIXES = {
     ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".csv.gz": "csv.gz", ".tsv.gz": "tsv.gz",
     ".txt.gz": "csv.gz", ".npy": "npy", ".parquet": "parquet", ".pq": "parquet",
