@@ -14,6 +14,7 @@ starts ``local:N``'s fork server) before numpy, pyarrow and onnxruntime are impo
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 #: Public name -> the module that defines it.
@@ -62,14 +63,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # type checkers read the imports at the end instead
+
+    def __getattr__(name: str) -> object:
+        """A public name, or a submodule (``inference.errors``), imported on first use."""
+        module = _EXPORTS.get(name)
+        if module is None:
+            if importlib.util.find_spec(f"{__name__}.{name}") is None:
+                raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return importlib.import_module(f".{name}", __name__)
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -45,7 +45,7 @@ from .errors import (
     read_error,
     write_error,
 )
-from .local_cluster import forked_workers, local_workers, start_fork_server
+from .local_cluster import fork_server_started, forked_workers, local_workers
 from .model import Model
 from .readers import STDIN, detect_format, open_source
 from .readers.csv import LineError
@@ -71,8 +71,8 @@ def _distributed():
 @contextlib.contextmanager
 def connect(scheduler) -> Iterator[object]:
     """A Dask client for ``scheduler``: a Client (used as is), ``local:N`` (a LocalCluster of N
-    single-threaded worker processes forked from a fork server, closed afterwards) or a
-    scheduler address."""
+    single-threaded worker processes, forked from the fork server when the command line has
+    started one, closed afterwards) or a scheduler address."""
     distributed = _distributed()
     if isinstance(scheduler, distributed.Client):
         yield scheduler
@@ -80,8 +80,8 @@ def connect(scheduler) -> Iterator[object]:
     address = str(scheduler)
     n = local_workers(address)
     if n is not None:
-        start_fork_server(address)
-        with forked_workers(distributed):
+        forking = forked_workers(distributed) if fork_server_started() else contextlib.nullcontext()
+        with forking:
             cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.ERROR,
@@ -366,7 +366,6 @@ def score_files_on_cluster(
     ``local:N``. Results are reported in input order.
     """
     started = time.perf_counter()
-    start_fork_server(scheduler)  # for local:N, while Dask is imported here
     _distributed()
     model = model or Model.load()
     if part_bytes < 1:

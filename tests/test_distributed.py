@@ -227,41 +227,6 @@ def test_local_cluster_gives_the_same_outputs(inputs, tmp_path):
     assert _comparable(remote) == _comparable(local)
 
 
-def test_local_workers_are_forked_from_a_fork_server_without_onnxruntime():
-    """``local:N`` workers come from a fresh fork server (no copy of this process's event loop
-    or onnxruntime threads), and that server never loads onnxruntime itself."""
-    from inference.distributed import connect
-
-    def parent_process() -> tuple[str, bool]:
-        ppid = os.getppid()
-        cmdline = Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        return cmdline, "onnxruntime" in Path(f"/proc/{ppid}/maps").read_text()
-
-    with connect("local:2") as client:
-        parents = client.run(parent_process)
-    assert len(parents) == 2
-    for cmdline, loaded_onnxruntime in parents.values():
-        assert "multiprocessing.forkserver" in cmdline
-        assert not loaded_onnxruntime
-
-
-def test_starting_a_local_cluster_imports_nothing_extra_here():
-    """Choosing the fork server must not make Dask import its optional packages (pandas)
-    into the client just to build a preload list of its own."""
-    pytest.importorskip("pandas")
-    code = (
-        "import sys\n"
-        "from inference.distributed import connect\n"
-        "with connect('local:1') as client:\n"
-        "    assert client.submit(sum, [1, 2]).result() == 3\n"
-        "print(sorted(m for m in ('pandas', 'lz4') if m in sys.modules))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "[]\n"
-
-
 def test_a_task_that_keeps_killing_workers_fails_its_file(inputs, tmp_path):
     import dask
 
@@ -370,20 +335,110 @@ def test_no_part_file_outlives_a_failed_split_file(inputs, tmp_path):
         assert [p.name for p in out.iterdir()] == [".digits-score.lock"]
 
 
-@pytest.mark.parametrize("scheduler, workers", [
-    ("local:1", 1), ("local:12", 12), ("tcp://127.0.0.1:8786", None), (None, None),
-])
-def test_local_workers_are_read_from_local_n(scheduler, workers):
-    from inference.local_cluster import local_workers
+FORK_PROBE = """
+import json, os, sys
+from pathlib import Path
 
-    assert local_workers(scheduler) == workers
+from inference.distributed import connect
+from inference.local_cluster import start_fork_server
 
 
-@pytest.mark.parametrize("scheduler", ["local:0", "local:", "local:two", "local:-1"])
-def test_a_bad_local_n_is_a_usage_error(scheduler, tmp_path, capsys):
-    code = main([str(REPO / "examples" / "digits_test.npy"), "-o", str(tmp_path / "o.csv"),
-                 "--scheduler", scheduler])
-    assert code == 2
-    assert capsys.readouterr().err == (
-        f"digits-score: error: --scheduler {scheduler}: expected local:N with N >= 1\n")
-    assert not (tmp_path / "o.csv").exists()
+def parent_process():
+    ppid = os.getppid()
+    return {
+        "pid": ppid,
+        "cmdline": Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\\0", b" ").decode(),
+        "onnxruntime": "onnxruntime" in Path(f"/proc/{ppid}/maps").read_text(),
+        "threads": len(os.listdir(f"/proc/{ppid}/task")),
+        "environ": dict(item.split("=", 1) for item in
+                        Path(f"/proc/{ppid}/environ").read_text().split("\\0") if "=" in item),
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "cli":
+        start_fork_server("local:2")
+    with connect("local:2") as client:
+        parents = list(client.run(parent_process).values())
+    print(json.dumps({"parents": parents, "pid": os.getpid(),
+                      "pandas": "pandas" in sys.modules,
+                      "PYTHONSAFEPATH": os.environ.get("PYTHONSAFEPATH")}))
+"""
+
+
+def _probe_local_workers(tmp_path: Path, mode: str) -> dict:
+    script = tmp_path / "probe.py"
+    script.write_text(FORK_PROBE)
+    from inference.local_cluster import PRE_SPAWN_ENVIRON
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in (*PRE_SPAWN_ENVIRON, "PYTHONSAFEPATH")}
+    proc = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_command_line_forks_local_workers_from_a_single_threaded_fork_server(tmp_path):
+    """The fork server copies no thread into a worker (onnxruntime and pyarrow are not
+    preloaded, numpy runs one thread), gives the workers Dask's pre-spawn environment, and
+    leaves this process's environment and imports as they were."""
+    import importlib.util
+
+    import dask
+
+    # What Dask's nanny sets before it starts a worker.
+    dask_pre_spawn = {name: str(value) for name, value in
+                      dask.config.get("distributed.nanny.pre-spawn-environ").items()}
+    dask_pre_spawn["PYTHONHASHSEED"] = "6640"
+    seen = _probe_local_workers(tmp_path, "cli")
+    assert len(seen["parents"]) == 2
+    for parent in seen["parents"]:
+        assert parent["pid"] != seen["pid"]
+        assert "multiprocessing.forkserver" in parent["cmdline"]
+        assert parent["threads"] == 1
+        assert not parent["onnxruntime"]
+        started_with = {name: parent["environ"].get(name) for name in dask_pre_spawn}
+        assert started_with == dask_pre_spawn
+    assert seen["PYTHONSAFEPATH"] is None
+    if importlib.util.find_spec("pandas") is not None:
+        assert not seen["pandas"], "Dask imported pandas into the client for its preload list"
+
+
+def test_the_python_api_spawns_local_workers(tmp_path):
+    """A long-lived process keeps Dask's start method: no fork server outlives the run."""
+    seen = _probe_local_workers(tmp_path, "api")
+    assert [p["pid"] for p in seen["parents"]] == [seen["pid"], seen["pid"]]
+
+
+def test_the_command_line_on_local_workers_writes_the_local_outputs(inputs, tmp_path):
+    srcs = sorted(str(p) for p in inputs.iterdir() if p.suffix == ".csv")
+    flags = ["--id-column", "id", "--label-column", "label", "--on-error", "skip", "-q"]
+    codes = {}
+    for name, extra in {"local": [], "cluster": ["--scheduler", "local:2"]}.items():
+        (tmp_path / name).mkdir()
+        codes[name] = subprocess.run(
+            [sys.executable, "-m", "inference", *srcs, *flags, "--out-dir", str(tmp_path / name),
+             *extra], capture_output=True, text=True, timeout=300, check=False).returncode
+    assert codes == {"local": 0, "cluster": 0}
+    assert _files(tmp_path / "cluster") == _files(tmp_path / "local")
+    assert "dirty.rejects.csv" in _files(tmp_path / "cluster")
+
+
+def test_the_fork_server_never_imports_from_the_current_directory(tmp_path):
+    """The fork server is a ``python -c`` process: without care, a numpy.py beside the user's
+    files would run in it and in every worker."""
+    import sysconfig
+
+    script = Path(sysconfig.get_path("scripts")) / "digits-score"
+    assert script.exists(), "the package is not installed (pip install -e '.[dev]')"
+    (tmp_path / "numpy.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('SHADOWED').touch()\n"
+        "raise ImportError('not numpy')\n")
+    proc = subprocess.run(
+        [str(script), str(REPO / "examples" / "digits_test.npy"), "-o", "out.csv", "-q",
+         "--scheduler", "local:1"], capture_output=True, text=True, timeout=120,
+        check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "SHADOWED").exists()
+    assert (tmp_path / "out.csv").read_text().count("\n") == 361

@@ -29,19 +29,36 @@ def test_scoring_a_file_loads_no_heavy_module(tmp_path, model_path):
 
 
 def test_the_command_line_parses_before_importing_the_scoring_stack():
-    """Usage errors and --help answer at once, and local:N's fork server starts while this
-    process is still importing numpy, pyarrow and onnxruntime."""
-    code = "import inference, inference.cli"
-    probe = (f"{code}\nimport sys\n"
-             "print(' '.join(m for m in ('numpy', 'pyarrow', 'onnxruntime') if m in sys.modules))")
+    """--help and usage errors answer without numpy, pyarrow and onnxruntime, and local:N's
+    fork server starts before them."""
+    probe = (
+        "import sys\n"
+        "from inference.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert main(['x.csv', '--scheduler', 'local:0']) == 2\n"
+        "print(' '.join(m for m in ('numpy', 'pyarrow', 'onnxruntime') if m in sys.modules))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
-    assert proc.stdout.split() == []
+    assert "usage: digits-score" in proc.stdout
+    assert proc.stdout.splitlines()[-1].split() == []
 
 
-def test_every_public_name_loads():
-    import inference
-
-    for name in inference.__all__:
-        assert getattr(inference, name).__module__.startswith("inference.")
-    assert set(inference.__all__) <= set(dir(inference))
+def test_every_public_name_and_submodule_loads():
+    probe = (
+        "import inference\n"
+        "assert sorted(inference.__all__) == sorted(inference._EXPORTS)\n"
+        "for name in inference.__all__:\n"
+        "    assert getattr(inference, name).__module__.startswith('inference.'), name\n"
+        "assert inference.errors.EXIT_USAGE == 2\n"
+        "try:\n"
+        "    inference.no_such_name\n"
+        "except AttributeError:\n"
+        "    print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout == "ok\n"
