@@ -8,11 +8,17 @@ import sys
 HEAVY = ("sklearn", "skl2onnx", "matplotlib", "pandas", "onnx", "scipy", "dask", "distributed")
 
 
-def loaded_after(code: str) -> list[str]:
-    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+def run_python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    return proc.stdout.split()
+    return proc.stdout
+
+
+def loaded_after(code: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {modules!r} if m in sys.modules))"
+    return run_python(probe).splitlines()[-1].split()
 
 
 def test_importing_inference_loads_no_heavy_module():
@@ -31,24 +37,19 @@ def test_scoring_a_file_loads_no_heavy_module(tmp_path, model_path):
 def test_the_command_line_parses_before_importing_the_scoring_stack():
     """--help and usage errors answer without numpy, pyarrow and onnxruntime, and local:N's
     fork server starts before them."""
-    probe = (
-        "import sys\n"
+    code = (
         "from inference.cli import main\n"
         "try:\n"
         "    main(['--help'])\n"
         "except SystemExit:\n"
         "    pass\n"
         "assert main(['x.csv', '--scheduler', 'local:0']) == 2\n"
-        "print(' '.join(m for m in ('numpy', 'pyarrow', 'onnxruntime') if m in sys.modules))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True)
-    assert "usage: digits-score" in proc.stdout
-    assert proc.stdout.splitlines()[-1].split() == []
+    assert loaded_after(code, ("numpy", "pyarrow", "onnxruntime")) == []
 
 
 def test_every_public_name_and_submodule_loads():
-    probe = (
+    code = (
         "import inference\n"
         "assert sorted(inference.__all__) == sorted(inference._EXPORTS)\n"
         "for name in inference.__all__:\n"
@@ -59,6 +60,4 @@ def test_every_public_name_and_submodule_loads():
         "except AttributeError:\n"
         "    print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True)
-    assert proc.stdout == "ok\n"
+    assert run_python(code) == "ok\n"
