@@ -365,8 +365,8 @@ def score_files_on_cluster(
     ``scheduler`` is a ``distributed.Client``, a scheduler address (``tcp://host:8786``) or
     ``local:N``. Results are reported in input order.
     """
-    started = time.perf_counter()
     _distributed()
+    started = time.perf_counter()
     model = model or Model.load()
     if part_bytes < 1:
         raise UsageError("the part size must be positive")
