@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                     out = work / f"out-{r}-{size}-{name.split()[0]}"
                     out.mkdir()
                     times[name, size].append(timed(
-                        [PY, "-m", "inference", *inputs, "-q", "--force", "--out-dir", str(out),
+                        [PY, "-m", "digits_onnx.inference", *inputs, "-q", "--force", "--out-dir", str(out),
                          *extra]))
                     shutil.rmtree(out)
     finally:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 from make_data import main as make_data  # noqa: E402
 
 PY = sys.executable
-SCORE = [PY, "-m", "inference"]
+SCORE = [PY, "-m", "digits_onnx.inference"]
 
 BASELINE_A = "import sys, pyarrow.csv as c; c.read_csv(sys.argv[1])"
 BASELINE_B = """

@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             "(i) import sklearn+skl2onnx+matplotlib": [PY, "-c", BASELINE_IMPORT],
             "(t) tutorial fit, no CV/export": [PY, "-c", BASELINE_TUTORIAL],
             "digits-train --recipe seed": [
-                PY, "-m", "training", "--recipe", "seed", "--out", f"{tmp}/seed"],
+                PY, "-m", "digits_onnx.training", "--recipe", "seed", "--out", f"{tmp}/seed"],
             "digits-train (default: CV grid of 16 C)": [
-                PY, "-m", "training", "--out", f"{tmp}/default"],
+                PY, "-m", "digits_onnx.training", "--out", f"{tmp}/default"],
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.repeat):  # interleaved, so noise hits all alike
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append(wall(cmd))
 
         sys.path.insert(0, str(ROOT))
-        from training import train
+        from digits_onnx.training import train
 
         stages = train(f"{tmp}/stages", recipe="default").timings
 

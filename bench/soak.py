@@ -58,7 +58,7 @@ def make_inputs(folder: Path, small: int) -> int:
 
 def worker(inputs: str, out: str, force: bool) -> None:
     """One run, in this process; prints what it measured as JSON."""
-    from inference import score_files
+    from digits_onnx.inference import score_files
 
     fds_before = len(os.listdir("/proc/self/fd"))
     summary = score_files([inputs], out_dir=out, force=force)

@@ -19,8 +19,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from inference import Model, ReadOptions, ScoreOptions, score_file
-    from inference.errors import DigitsError
+    from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
+    from digits_onnx.inference.errors import DigitsError
 
 SUFFIXES = (".csv", ".csv.gz", ".npy", ".parquet", ".tsv")
 MODEL = Model.load()

@@ -2,7 +2,7 @@
 
 numpy, onnxruntime and pyarrow only: importing this package never loads scikit-learn.
 
->>> from inference import Model, score_file
+>>> from digits_onnx.inference import Model, score_file
 >>> model = Model.load()                     # the bundled model, hash-checked
 >>> model.predict(X)                         # X: (N, 64) or (N, 8, 8), any real dtype
 >>> score_file("in.csv", "out.csv")          # streaming, atomic, returns a FileSummary

@@ -1,4 +1,4 @@
-"""``python -m inference`` runs the ``digits-score`` command line."""
+"""``python -m digits_onnx.inference`` runs the ``digits-score`` command line."""
 
 from .cli import entrypoint
 

@@ -21,11 +21,11 @@ _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 def bundled_model_path() -> Path:
     """The model shipped inside the package (the committed ``artifacts/model.onnx``).
 
-    Installed, it lives in ``inference/bundled``; run from a source checkout without an
+    Installed, it lives in ``digits_onnx/inference/bundled``; run from a source checkout without an
     install, it is the checkout's ``artifacts/`` folder.
     """
     try:
-        folder = Path(str(resources.files("inference.bundled")))
+        folder = Path(str(resources.files(f"{__package__}.bundled")))
     except ModuleNotFoundError:
         folder = Path(__file__).resolve().parent.parent / "artifacts"
     return folder / contract.MODEL_FILENAME

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import Model
+from digits_onnx.inference import Model
 from tests.model_factory import build_model, random_weights, write_model
 
 
@@ -40,7 +40,7 @@ def digits_rows() -> np.ndarray:
 @pytest.fixture(scope="session")
 def trained_default(tmp_path_factory: pytest.TempPathFactory):
     """The default recipe trained into a fresh directory, with report figures."""
-    from training import train
+    from digits_onnx.training import train
 
     return train(tmp_path_factory.mktemp("trained-default") / "out", recipe="default")
 
@@ -48,7 +48,7 @@ def trained_default(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def trained_seed(tmp_path_factory: pytest.TempPathFactory):
     """The tutorial's seed recipe trained into a fresh directory, with report figures."""
-    from training import train
+    from digits_onnx.training import train
 
     return train(tmp_path_factory.mktemp("trained-seed") / "out", recipe="seed")
 

@@ -20,7 +20,7 @@ class PoisonInput(WorkerPlugin):
         self.filename = filename
 
     def setup(self, worker) -> None:
-        import inference.distributed as remote
+        import digits_onnx.inference.distributed as remote
 
         original = remote.score_whole_file
         filename = self.filename
@@ -42,7 +42,7 @@ class PoisonPart(WorkerPlugin):
         self.filename = filename
 
     def setup(self, worker) -> None:
-        import inference.distributed as remote
+        import digits_onnx.inference.distributed as remote
 
         original = remote.score_part
         filename = self.filename

@@ -39,6 +39,6 @@ if __name__ == "__main__":
     spec, separator, *args = sys.argv[1:]
     assert separator == "--"
     arm(spec)
-    from inference.cli import main
+    from digits_onnx.inference.cli import main
 
     sys.exit(main(args))

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inference import contract
+from digits_onnx.inference import contract
 
 
 def random_weights(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from inference import Model, ScoreOptions, score_file
-from inference.batch import output_lock
-from inference.cli import main
+from digits_onnx.inference import Model, ScoreOptions, score_file
+from digits_onnx.inference.batch import output_lock
+from digits_onnx.inference.cli import main
 
 HEADER = ",".join(f"pixel_{i // 8}_{i % 8}" for i in range(64))
 
@@ -133,7 +133,7 @@ def test_glob_inputs(run, tmp_path, digits_rows):
 
 def test_stdin_to_stdout(model_path, digits_rows, model):
     proc = subprocess.run(
-        [sys.executable, "-m", "inference", "-", "--model", str(model_path), "-q"],
+        [sys.executable, "-m", "digits_onnx.inference", "-", "--model", str(model_path), "-q"],
         input=csv_text(digits_rows[:4]).encode(), capture_output=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -143,7 +143,7 @@ def test_stdin_to_stdout(model_path, digits_rows, model):
 
 
 def test_python_m_help_lists_the_exit_codes():
-    proc = subprocess.run([sys.executable, "-m", "inference", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "--help"], capture_output=True,
                           text=True, check=True)
     for code in ("0", "1", "2", "65", "66", "73", "74", "75"):
         assert f"\n  {code:<3} " in proc.stdout
@@ -323,7 +323,7 @@ def test_verbose_prints_the_confusion_matrix(run, tmp_path, sample):
 def test_score_file_api_returns_the_same_summary(tmp_path, sample, model):
     summary = score_file(str(sample), tmp_path / "o.parquet", model=model,
                          options=ScoreOptions(
-                             read=__import__("inference").ReadOptions(label_column="label",
+                             read=__import__("digits_onnx.inference", fromlist=["ReadOptions"]).ReadOptions(label_column="label",
                                                                      id_column="id")))
     assert (summary.rows, summary.scored, summary.rejected) == (200, 200, 0)
     assert summary.accuracy == 0.95

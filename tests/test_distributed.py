@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from inference import Model, ReadOptions, ScoreOptions, score_files
-from inference.cli import main
+from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_files
+from digits_onnx.inference.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -252,8 +252,8 @@ def test_a_task_that_keeps_killing_workers_fails_its_file(inputs, tmp_path):
 
 
 def test_model_hash_is_checked_on_the_worker():
-    from inference.distributed import worker_model
-    from inference.errors import ModelError
+    from digits_onnx.inference.distributed import worker_model
+    from digits_onnx.inference.errors import ModelError
 
     model = Model.load()
     assert worker_model(model.data, model.sha256).sha256 == model.sha256
@@ -266,7 +266,7 @@ def test_without_dask_the_flag_is_a_usage_error(tmp_path):
     code = (
         "import sys\n"
         "sys.modules['distributed'] = None  # as if the dask extra were not installed\n"
-        "from inference.cli import main\n"
+        "from digits_onnx.inference.cli import main\n"
         f"sys.exit(main([{str(REPO / 'examples' / 'digits_test.npy')!r}, '-o', "
         f"{str(tmp_path / 'o.csv')!r}, '--scheduler', 'local:2']))\n"
     )
@@ -339,8 +339,8 @@ FORK_PROBE = """
 import json, os, sys
 from pathlib import Path
 
-from inference.distributed import connect
-from inference.local_cluster import start_fork_server
+from digits_onnx.inference.distributed import connect
+from digits_onnx.inference.local_cluster import start_fork_server
 
 
 def parent_process():
@@ -369,7 +369,7 @@ if __name__ == "__main__":
 def _probe_local_workers(tmp_path: Path, mode: str) -> dict:
     script = tmp_path / "probe.py"
     script.write_text(FORK_PROBE)
-    from inference.local_cluster import PRE_SPAWN_ENVIRON
+    from digits_onnx.inference.local_cluster import PRE_SPAWN_ENVIRON
 
     env = {k: v for k, v in os.environ.items()
            if k not in (*PRE_SPAWN_ENVIRON, "PYTHONSAFEPATH")}
@@ -418,7 +418,7 @@ def test_the_command_line_on_local_workers_writes_the_local_outputs(inputs, tmp_
     for name, extra in {"local": [], "cluster": ["--scheduler", "local:2"]}.items():
         (tmp_path / name).mkdir()
         codes[name] = subprocess.run(
-            [sys.executable, "-m", "inference", *srcs, *flags, "--out-dir", str(tmp_path / name),
+            [sys.executable, "-m", "digits_onnx.inference", *srcs, *flags, "--out-dir", str(tmp_path / name),
              *extra], capture_output=True, text=True, timeout=300, check=False).returncode
     assert codes == {"local": 0, "cluster": 0}
     assert _files(tmp_path / "cluster") == _files(tmp_path / "local")

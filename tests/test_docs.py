@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from inference import errors
-from inference.cli import build_parser as score_parser
-from training.cli import build_parser as train_parser
+from digits_onnx.inference import errors
+from digits_onnx.inference.cli import build_parser as score_parser
+from digits_onnx.training.cli import build_parser as train_parser
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

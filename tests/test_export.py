@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-from inference import contract
-from training import PortabilityError, build_model, check_contract, check_portable
-from training.export import linear_parts
+from digits_onnx.inference import contract
+from digits_onnx.training import PortabilityError, build_model, check_contract, check_portable
+from digits_onnx.training.export import linear_parts
 
 
 def _model(result) -> onnx.ModelProto:
@@ -133,7 +133,7 @@ def test_non_linear_models_are_refused():
 
 
 def test_export_is_deterministic_in_process(trained_default):
-    from training.export import serialize
+    from digits_onnx.training.export import serialize
 
     first = serialize(build_model(trained_default.estimator))
     second = serialize(build_model(trained_default.estimator))

@@ -22,9 +22,9 @@ import numpy as np
 import onnx
 import pytest
 
-from inference import Model, ReadOptions, ScoreOptions, score_file
-from inference.cli import main
-from inference.errors import InputDataError
+from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
+from digits_onnx.inference.cli import main
+from digits_onnx.inference.errors import InputDataError
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("fault_runner.py")
@@ -144,7 +144,7 @@ def test_a_full_disk_at_write_exits_74_and_keeps_earlier_outputs(batch_inputs, r
     assert first.returncode == 0
     before = _visible(out)
     proc = subprocess.run(
-        [sys.executable, "-m", "inference", str(batch_inputs / "part1.csv"), "-o",
+        [sys.executable, "-m", "digits_onnx.inference", str(batch_inputs / "part1.csv"), "-o",
          str(out / "part1.pred.csv"), "--proba"],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
         preexec_fn=_limit_file_size(1 << 20),
@@ -162,7 +162,7 @@ def test_the_disk_filling_up_at_any_point_exits_74(batch_inputs, tmp_path, fmt, 
     """A file-size limit placed at the first write, half-way, or within the last bytes that
     only the final flush and close write."""
     src = batch_inputs / "part2.csv"
-    args = [sys.executable, "-m", "inference", str(src), "--proba", "-q"]
+    args = [sys.executable, "-m", "digits_onnx.inference", str(src), "--proba", "-q"]
     full = tmp_path / f"full.{fmt}"
     assert subprocess.run([*args, "-o", str(full)], cwd=REPO, check=False).returncode == 0
     size = full.stat().st_size
@@ -183,7 +183,7 @@ def test_the_disk_filling_up_at_any_point_exits_74(batch_inputs, tmp_path, fmt, 
 
 def test_writing_to_a_full_device_exits_74(batch_inputs):
     with open("/dev/full", "wb") as full:
-        proc = subprocess.run([sys.executable, "-m", "inference", str(batch_inputs / "part0.csv")],
+        proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", str(batch_inputs / "part0.csv")],
                               cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True,
                               timeout=300, check=False)
     assert proc.returncode == 74
@@ -201,7 +201,7 @@ def test_io_errors_exit_74_and_leave_nothing_behind(batch_inputs, tmp_path, monk
     out.mkdir()
     old = out / "part0.pred.csv"
     old.write_text("an earlier output\n")
-    from inference import writing
+    from digits_onnx.inference import writing
 
     if where in ("fsync", "replace"):
         monkeypatch.setattr(os, where, _enospc)
@@ -233,7 +233,7 @@ def test_two_runs_at_once_one_scores_the_other_exits_75(tmp_path, repetition):
 
     before = snapshot()
     rows = "\n".join(",".join(str((i * 7 + k) % 17) for k in range(64)) for i in range(50))
-    cmd = [sys.executable, "-m", "inference", "-", "-o", str(out / "stdin.pred.csv")]
+    cmd = [sys.executable, "-m", "digits_onnx.inference", "-", "-o", str(out / "stdin.pred.csv")]
     procs = [subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     # The loser exits on its own, at once, without any input.
@@ -309,7 +309,7 @@ def test_a_truncated_npy_never_kills_the_process(tmp_path):
     src = tmp_path / "big.npy"
     np.save(src, np.ones((400000, 64), np.float32))
     code = ("import os, sys\n"
-            "from inference import score_file, ScoreOptions, ReadOptions\n"
+            "from digits_onnx.inference import score_file, ScoreOptions, ReadOptions\n"
             f"src = {str(src)!r}\n"
             "def cut(consumed, done=[]):\n"
             "    if not done: done.append(os.truncate(src, 4096))\n"

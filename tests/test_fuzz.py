@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inference import ReadOptions, ScoreOptions, score_file
-from inference.errors import DigitsError
+from digits_onnx.inference import ReadOptions, ScoreOptions, score_file
+from digits_onnx.inference.errors import DigitsError
 
 FUZZ = settings(max_examples=300, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

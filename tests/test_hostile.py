@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.cli import main
+from digits_onnx.inference.cli import main
 
 DATA = Path(__file__).resolve().parent / "data"
 BAD = DATA / "bad"

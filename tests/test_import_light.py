@@ -22,13 +22,13 @@ def loaded_after(code: str, modules: tuple[str, ...] = HEAVY) -> list[str]:
 
 
 def test_importing_inference_loads_no_heavy_module():
-    assert loaded_after("import inference, inference.cli") == []
+    assert loaded_after("import digits_onnx.inference, digits_onnx.inference.cli") == []
 
 
 def test_scoring_a_file_loads_no_heavy_module(tmp_path, model_path):
     src = tmp_path / "x.csv"
     src.write_text("\n".join(",".join(str((i + k) % 17) for k in range(64)) for i in range(20)))
-    code = (f"from inference.cli import main\n"
+    code = (f"from digits_onnx.inference.cli import main\n"
             f"assert main([{str(src)!r}, '-o', {str(tmp_path / 'o.csv')!r}, '-q', '--model', "
             f"{str(model_path)!r}, '--proba']) == 0")
     assert loaded_after(code) == []
@@ -38,7 +38,7 @@ def test_the_command_line_parses_before_importing_the_scoring_stack():
     """--help and usage errors answer without numpy, pyarrow and onnxruntime, and local:N's
     fork server starts before them."""
     code = (
-        "from inference.cli import main\n"
+        "from digits_onnx.inference.cli import main\n"
         "try:\n"
         "    main(['--help'])\n"
         "except SystemExit:\n"
@@ -50,10 +50,10 @@ def test_the_command_line_parses_before_importing_the_scoring_stack():
 
 def test_every_public_name_and_submodule_loads():
     code = (
-        "import inference\n"
+        "from digits_onnx import inference\n"
         "assert sorted(inference.__all__) == sorted(inference._EXPORTS)\n"
         "for name in inference.__all__:\n"
-        "    assert getattr(inference, name).__module__.startswith('inference.'), name\n"
+        "    assert getattr(inference, name).__module__.startswith('digits_onnx.inference.'), name\n"
         "assert inference.errors.EXIT_USAGE == 2\n"
         "try:\n"
         "    inference.no_such_name\n"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.cli import main
-from inference.local_cluster import local_workers
+from digits_onnx.inference.cli import main
+from digits_onnx.inference.local_cluster import local_workers
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from inference import contract
-from training.verify import label_mismatches
+from digits_onnx.inference import contract
+from digits_onnx.training.verify import label_mismatches
 
 VERSIONS = (
     f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, opset {contract.OPSET}"

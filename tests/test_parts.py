@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inference import ReadOptions, ScoreOptions, score_files
-from inference.batch import failed_summary
-from inference.distributed import _cuts, join_parts, part_path, score_part
-from inference.errors import DigitsError, ReadError
+from digits_onnx.inference import ReadOptions, ScoreOptions, score_files
+from digits_onnx.inference.batch import failed_summary
+from digits_onnx.inference.distributed import _cuts, join_parts, part_path, score_part
+from digits_onnx.inference.errors import DigitsError, ReadError
 
 
 def _split_and_join(src: Path, dst: Path, model, options: ScoreOptions, part_bytes: int):
@@ -166,7 +166,7 @@ def test_an_id_column_named_row_is_not_renumbered(tmp_path, model):
 def test_a_long_line_is_reported_in_the_files_numbering(tmp_path, model, monkeypatch):
     """An error raised inside a late part names the whole file's line, and the first
     problem in file order wins, whichever part finished first."""
-    import inference.readers.csv as csv_reader
+    import digits_onnx.inference.readers.csv as csv_reader
 
     monkeypatch.setattr(csv_reader, "MAX_LINE_BYTES", 4000)
     lines = _rows_csv(tmp_path, 600)
@@ -230,6 +230,6 @@ def test_a_part_that_cannot_be_written_leaks_no_descriptor(tmp_path, model):
     (".a.csv.state.json", None),
 ])
 def test_leftovers_map_to_the_file_they_were_for(name, target):
-    from inference.batch import _leftover_of
+    from digits_onnx.inference.batch import _leftover_of
 
     assert _leftover_of(name) == target

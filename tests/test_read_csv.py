@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import InputDataError, UsageError
-from inference.readers import ReadOptions, open_source
+from digits_onnx.inference import InputDataError, UsageError
+from digits_onnx.inference.readers import ReadOptions, open_source
 
 HEADER = ",".join(f"pixel_{i // 8}_{i % 8}" for i in range(64))
 

@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from inference import InputDataError
-from inference.readers import ReadOptions, open_source
+from digits_onnx.inference import InputDataError
+from digits_onnx.inference.readers import ReadOptions, open_source
 
 
 def read_all(path, chunk_rows=1 << 17):

@@ -32,7 +32,7 @@ def test_readme_main_command_scores_the_sample(tmp_path):
     argv = score.split()
     assert argv[0] == "digits-score"
     argv[argv.index("examples/digits_test.csv")] = str(REPO / "examples" / "digits_test.csv")
-    proc = subprocess.run([sys.executable, "-m", "inference", *argv[1:]], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", *argv[1:]], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "360 rows, 0 rejected" in proc.stderr and "accuracy 0.9722 (350/360)" in proc.stderr

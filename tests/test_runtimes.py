@@ -22,8 +22,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from inference import contract
-from inference.errors import ModelError
+from digits_onnx.inference import contract
+from digits_onnx.inference.errors import ModelError
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "artifacts" / contract.MODEL_FILENAME
@@ -146,7 +146,7 @@ def test_lock_file_pins_what_package_json_names():
 
 def test_an_ml_domain_operator_is_refused_everywhere_we_guard(tmp_path):
     """Portability cannot regress silently: an ai.onnx.ml node fails export and load."""
-    from training import PortabilityError, check_portable
+    from digits_onnx.training import PortabilityError, check_portable
 
     model = onnx.load(MODEL)
     model.graph.node.append(onnx.helper.make_node(
@@ -156,7 +156,7 @@ def test_an_ml_domain_operator_is_refused_everywhere_we_guard(tmp_path):
         check_portable(model)
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
-    from inference import Model
+    from digits_onnx.inference import Model
 
     with pytest.raises(ModelError, match=r"ai\.onnx\.ml"):
         Model.load(path, verify_hash=False)

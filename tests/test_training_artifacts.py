@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 import pytest
 
-from inference import Model, contract
-from training import train
-from training.cli import main
-from training.manifest import sha256_hex
-from training.report import FIGURES
+from digits_onnx.inference import Model, contract
+from digits_onnx.training import train
+from digits_onnx.training.cli import main
+from digits_onnx.training.manifest import sha256_hex
+from digits_onnx.training.report import FIGURES
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import contract
-from training import api
-from training.cli import main
-from training.data import fingerprint, load_split
+from digits_onnx.inference import contract
+from digits_onnx.training import api
+from digits_onnx.training.cli import main
+from digits_onnx.training.data import fingerprint, load_split
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import RecipeError
-from training.data import load_split
-from training.recipes import DEFAULT_C_GRID, fit_recipe
+from digits_onnx.training import RecipeError
+from digits_onnx.training.data import load_split
+from digits_onnx.training.recipes import DEFAULT_C_GRID, fit_recipe
 
 # Published by the tutorial (scikit-learn 0.21's one-vs-rest liblinear default).
 TUTORIAL_ACCURACY = 0.961111

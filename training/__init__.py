@@ -8,8 +8,8 @@ scikit-learn, skl2onnx and matplotlib are needed here, never by ``inference``.
 
 from __future__ import annotations
 
-from training.api import TrainingResult, train, write_samples
-from training.errors import (
+from digits_onnx.training.api import TrainingResult, train, write_samples
+from digits_onnx.training.errors import (
     ArtifactsNotFoundError,
     ManifestError,
     OutputDirError,
@@ -17,9 +17,9 @@ from training.errors import (
     RecipeError,
     TrainingError,
 )
-from training.export import build_model, check_contract, check_portable
-from training.recipes import RECIPES
-from training.verify import Verification, verify
+from digits_onnx.training.export import build_model, check_contract, check_portable
+from digits_onnx.training.recipes import RECIPES
+from digits_onnx.training.verify import Verification, verify
 
 __all__ = [
     "RECIPES",

@@ -1,6 +1,6 @@
-"""``python -m training``: the same command line as ``digits-train``."""
+"""``python -m digits_onnx.training``: the same command line as ``digits-train``."""
 
-from training.cli import entrypoint
+from digits_onnx.training.cli import entrypoint
 
 if __name__ == "__main__":
     entrypoint()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from inference import contract
-from training import export, manifest, recipes
-from training.data import Split, load_split
-from training.errors import OutputDirError
+from digits_onnx.inference import contract
+from digits_onnx.training import export, manifest, recipes
+from digits_onnx.training.data import Split, load_split
+from digits_onnx.training.errors import OutputDirError
 
 DEFAULT_OUT = "artifacts"
 DEFAULT_EXAMPLES = "examples"
@@ -189,7 +189,7 @@ def train(
     lap("export")
 
     if report:
-        from training import report as report_module
+        from digits_onnx.training import report as report_module
 
         weights, _, _ = export.linear_parts(estimator)
         rendered = report_module.render_report(

@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from inference.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
-from training.errors import TrainingError
+from digits_onnx.inference.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from digits_onnx.training.errors import TrainingError
 
 PROG = "digits-train"
-RECIPES = ("default", "seed")  # mirrored from training.recipes, which --help must not import
+RECIPES = ("default", "seed")  # mirrored from digits_onnx.training.recipes, which --help must not import
 DEFAULT_OUT = "artifacts"
 DEFAULT_EXAMPLES = "examples"
 
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.api import train
+    from digits_onnx.training.api import train
 
     recipe = args.recipe or "default"
     result = train(args.out or DEFAULT_OUT, recipe=recipe, report=not args.no_report)
@@ -126,7 +126,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from training.verify import verify
+    from digits_onnx.training.verify import verify
 
     result = verify(args.artifacts)
     print(result.table())
@@ -134,7 +134,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _samples(args: argparse.Namespace) -> int:
-    from training.api import write_samples
+    from digits_onnx.training.api import write_samples
 
     for path in write_samples(args.samples_out):
         print(f"wrote {path}")

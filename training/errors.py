@@ -6,7 +6,7 @@ read both commands the same way.
 
 from __future__ import annotations
 
-from inference.errors import EXIT_CANTCREAT, EXIT_DATAERR, EXIT_NOINPUT, EXIT_USAGE
+from digits_onnx.inference.errors import EXIT_CANTCREAT, EXIT_DATAERR, EXIT_NOINPUT, EXIT_USAGE
 
 
 class TrainingError(Exception):

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from inference import contract
-from training.errors import PortabilityError
+from digits_onnx.inference import contract
+from digits_onnx.training.errors import PortabilityError
 
 #: How probabilities follow from the scores.
 LINK_SOFTMAX = "softmax"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference import contract
+from digits_onnx.inference import contract
 
 #: Fixed zip member timestamp (the earliest zip can store); np.savez would embed "now".
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.data import RANDOM_STATE, Split
-from training.errors import RecipeError
+from digits_onnx.training.data import RANDOM_STATE, Split
+from digits_onnx.training.errors import RecipeError
 
 RECIPES = ("default", "seed")
 DEFAULT_RECIPE = "default"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from inference import contract
+from digits_onnx.inference import contract
 
 FIGURES = {
     "samples": "samples.png",

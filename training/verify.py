@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from inference import contract
-from training import export, manifest, recipes
-from training.data import load_split
-from training.errors import ArtifactsNotFoundError, ManifestError, PortabilityError
+from digits_onnx.inference import contract
+from digits_onnx.training import export, manifest, recipes
+from digits_onnx.training.data import load_split
+from digits_onnx.training.errors import ArtifactsNotFoundError, ManifestError, PortabilityError
 
 
 @dataclass(frozen=True)
