@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from digits_onnx.inference import Model
+
 from tests.model_factory import build_model, random_weights, write_model
 
 

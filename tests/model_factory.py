@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 from digits_onnx.inference import contract
+from onnx import TensorProto, helper, numpy_helper
 
 
 def random_weights(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
 from digits_onnx.inference import Model, ScoreOptions, score_file
 from digits_onnx.inference.batch import output_lock
 from digits_onnx.inference.cli import main

@@ -21,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
-
 from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_files
 from digits_onnx.inference.cli import main
 

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from digits_onnx.inference import errors
 from digits_onnx.inference.cli import build_parser as score_parser
 from digits_onnx.training.cli import build_parser as train_parser

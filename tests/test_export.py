@@ -6,11 +6,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx.reference import ReferenceEvaluator
-
 from digits_onnx.inference import contract
 from digits_onnx.training import PortabilityError, build_model, check_contract, check_portable
 from digits_onnx.training.export import linear_parts
+from onnx.reference import ReferenceEvaluator
 
 
 def _model(result) -> onnx.ModelProto:

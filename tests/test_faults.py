@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
 from digits_onnx.inference.cli import main
 from digits_onnx.inference.errors import InputDataError

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from digits_onnx.inference.cli import main
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from digits_onnx.inference.cli import main
 from digits_onnx.inference.local_cluster import local_workers
 

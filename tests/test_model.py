@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from digits_onnx.inference import InputDataError, Model, ModelError, bundled_model_path, contract
 from onnx import external_data_helper
 
-from digits_onnx.inference import InputDataError, Model, ModelError, bundled_model_path, contract
 from tests.model_factory import build_model, numpy_predict, write_model
 
 

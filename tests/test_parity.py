@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from digits_onnx.inference import contract
 from digits_onnx.training.verify import label_mismatches
 

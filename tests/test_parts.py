@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from digits_onnx.inference import ReadOptions, ScoreOptions, score_files
 from digits_onnx.inference.batch import failed_summary
 from digits_onnx.inference.distributed import _cuts, join_parts, part_path, score_part
 from digits_onnx.inference.errors import DigitsError, ReadError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def _split_and_join(src: Path, dst: Path, model, options: ScoreOptions, part_bytes: int):

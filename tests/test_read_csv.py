@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from digits_onnx.inference import InputDataError, UsageError
 from digits_onnx.inference.readers import ReadOptions, open_source
 

@@ -7,7 +7,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from digits_onnx.inference import InputDataError
 from digits_onnx.inference.readers import ReadOptions, open_source
 

@@ -10,12 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from digits_onnx.inference import Model, ReadOptions, ScoreOptions, contract, score_file
+from digits_onnx.inference.model import bundled_model_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from digits_onnx.inference import Model, ReadOptions, ScoreOptions, contract, score_file
-from digits_onnx.inference.model import bundled_model_path
 
 LAYOUTS = ["csv", "tsv", "csv.gz", "whitespace.txt", "npy-C", "npy-F", "npy-image-F",
            "npy-f4-big", "parquet"]

@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from digits_onnx.inference import contract
 from digits_onnx.inference.errors import ModelError
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from digits_onnx.inference import Model, contract
 from digits_onnx.training import train
 from digits_onnx.training.cli import main

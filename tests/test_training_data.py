@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from digits_onnx.inference import contract
 from digits_onnx.training import api
 from digits_onnx.training.cli import main

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from digits_onnx.training import RecipeError
 from digits_onnx.training.data import load_split
 from digits_onnx.training.recipes import DEFAULT_C_GRID, fit_recipe

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from digits_onnx.inference import contract
 from digits_onnx.training import export, manifest, recipes
 from digits_onnx.training.data import Split, load_split

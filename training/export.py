@@ -23,7 +23,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
-
 from digits_onnx.inference import contract
 from digits_onnx.training.errors import PortabilityError
 

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-
 from digits_onnx.inference import contract
 
 #: Fixed zip member timestamp (the earliest zip can store); np.savez would embed "now".

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from digits_onnx.training.data import RANDOM_STATE, Split
 from digits_onnx.training.errors import RecipeError
 

@@ -11,7 +11,6 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
 from digits_onnx.inference import contract
 
 FIGURES = {

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
 from digits_onnx.inference import contract
 from digits_onnx.training import export, manifest, recipes
 from digits_onnx.training.data import load_split
