@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                     out = work / f"out-{r}-{size}-{name.split()[0]}"
                     out.mkdir()
                     times[name, size].append(timed(
-                        [PY, "-m", "digits_onnx.inference", *inputs, "-q", "--force", "--out-dir", str(out),
-                         *extra]))
+                        [PY, "-m", "digits_onnx.inference", *inputs, "-q", "--force",
+                         "--out-dir", str(out), *extra]))
                     shutil.rmtree(out)
     finally:
         for proc in reversed(procs):

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from digits_onnx.inference import Model, ScoreOptions, score_file
+from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
 from digits_onnx.inference.batch import output_lock
 from digits_onnx.inference.cli import main
 
@@ -142,8 +142,8 @@ def test_stdin_to_stdout(model_path, digits_rows, model):
 
 
 def test_python_m_help_lists_the_exit_codes():
-    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "--help"], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "--help"],
+                          capture_output=True, text=True, check=True)
     for code in ("0", "1", "2", "65", "66", "73", "74", "75"):
         assert f"\n  {code:<3} " in proc.stdout
 
@@ -322,8 +322,7 @@ def test_verbose_prints_the_confusion_matrix(run, tmp_path, sample):
 def test_score_file_api_returns_the_same_summary(tmp_path, sample, model):
     summary = score_file(str(sample), tmp_path / "o.parquet", model=model,
                          options=ScoreOptions(
-                             read=__import__("digits_onnx.inference", fromlist=["ReadOptions"]).ReadOptions(label_column="label",
-                                                                     id_column="id")))
+                             read=ReadOptions(label_column="label", id_column="id")))
     assert (summary.rows, summary.scored, summary.rejected) == (200, 200, 0)
     assert summary.accuracy == 0.95
     assert pq.read_table(tmp_path / "o.parquet").num_rows == 200
