@@ -418,7 +418,8 @@ def test_the_command_line_on_local_workers_writes_the_local_outputs(inputs, tmp_
         (tmp_path / name).mkdir()
         codes[name] = subprocess.run(
             [sys.executable, "-m", "digits_onnx.inference", *srcs, *flags,
-             "--out-dir", str(tmp_path / name), *extra], capture_output=True, text=True, timeout=300, check=False).returncode
+             "--out-dir", str(tmp_path / name), *extra],
+            capture_output=True, text=True, timeout=300, check=False).returncode
     assert codes == {"local": 0, "cluster": 0}
     assert _files(tmp_path / "cluster") == _files(tmp_path / "local")
     assert "dirty.rejects.csv" in _files(tmp_path / "cluster")

@@ -14,7 +14,7 @@ from digits_onnx.inference.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from digits_onnx.training.errors import TrainingError
 
 PROG = "digits-train"
-RECIPES = ("default", "seed")  # mirrored from digits_onnx.training.recipes, which --help must not import
+RECIPES = ("default", "seed")  # mirrored from recipes.py, which --help must not import
 DEFAULT_OUT = "artifacts"
 DEFAULT_EXAMPLES = "examples"
 
