@@ -183,8 +183,8 @@ def test_the_disk_filling_up_at_any_point_exits_74(batch_inputs, tmp_path, fmt, 
 def test_writing_to_a_full_device_exits_74(batch_inputs):
     with open("/dev/full", "wb") as full:
         proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference",
-                               str(batch_inputs / "part0.csv")], cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True,
-                              timeout=300, check=False)
+                               str(batch_inputs / "part0.csv")], cwd=REPO, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=300, check=False)
     assert proc.returncode == 74
     assert "Traceback" not in proc.stderr and "No space left on device" in proc.stderr
 
