@@ -37,6 +37,7 @@ from .errors import (
     read_error,
     write_error,
 )
+from .formats import split_format
 from .model import Model
 from .readers import STDIN, Batch, ReadOptions, Reject, Source, detect_format, open_source
 from .readers.base import check_values, first_out_of_range_column, out_of_range_rows
@@ -182,12 +183,8 @@ def _known_input(path: str, input_format: str | None) -> bool:
 
 def input_stem(path: str) -> str:
     """The input's name without its format extension (``a.csv.gz`` -> ``a``)."""
-    name = Path(path).name
-    for suffix in (".csv.gz", ".tsv.gz", ".txt.gz", ".csv", ".tsv", ".txt", ".npy", ".parquet",
-                   ".pq"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
+    stem, fmt = split_format(Path(path).name)
+    return stem if fmt is not None else Path(path).stem
 
 
 def output_path_for(src: str, out_dir: Path, fmt: str) -> Path:

@@ -14,6 +14,7 @@ EXIT_CANTCREAT = 73
 EXIT_IOERR = 74
 EXIT_TEMPFAIL = 75
 EXIT_UNAVAILABLE = 69
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class DigitsError(Exception):

@@ -23,12 +23,10 @@ import pyarrow.csv as pacsv
 from .arrow import to_numpy
 from .contract import N_CLASSES
 from .errors import OutputError, UsageError, WriteError
-from .formats import OUTPUT_FORMATS
+from .formats import OUTPUT_FORMATS, output_format_of
 from .readers import Reject
 
 STDOUT = "-"
-_EXTENSIONS = {".csv": "csv", ".npy": "npy", ".parquet": "parquet", ".pq": "parquet",
-               ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROBA_COLUMNS = [f"p{k}" for k in range(N_CLASSES)]
 
 
@@ -42,7 +40,7 @@ def detect_output_format(path: str | None, given: str | None) -> str:
         return given
     if path is None or path == STDOUT:
         return "csv"
-    return _EXTENSIONS.get(Path(path).suffix.lower(), "csv")
+    return output_format_of(Path(path).name) or "csv"
 
 
 def output_schema(id_name: str | None, proba: bool) -> pa.Schema:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import MissingInputError, UsageError, read_error
-from ..formats import INPUT_FORMATS
+from ..formats import INPUT_FORMATS, input_format_of
 from .base import Batch, ReadOptions, Reject, Source
 from .csv import CsvSource
 from .npy import NpySource
@@ -20,10 +20,6 @@ __all__ = ["FORMATS", "Batch", "ReadOptions", "Reject", "Source", "detect_format
 
 STDIN = "-"
 FORMATS = INPUT_FORMATS
-_SUFFIXES = {
-    ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".csv.gz": "csv.gz", ".tsv.gz": "tsv.gz",
-    ".txt.gz": "csv.gz", ".npy": "npy", ".parquet": "parquet", ".pq": "parquet",
-}
 
 
 def detect_format(path: str, given: str | None = None) -> str:
@@ -34,10 +30,9 @@ def detect_format(path: str, given: str | None = None) -> str:
         return given
     if path == STDIN:
         return "csv"
-    name = Path(path).name.lower()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return _SUFFIXES[suffix]
+    fmt = input_format_of(Path(path).name)
+    if fmt is not None:
+        return fmt
     raise UsageError(
         f"{path}: cannot tell the format from the extension; use --input-format "
         f"({', '.join(FORMATS)})"
