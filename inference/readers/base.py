@@ -149,13 +149,6 @@ def check_values(X: np.ndarray, extrema: tuple[float, float] | None = None) -> t
     return finite, False
 
 
-def nonfinite_cells(X: np.ndarray) -> Iterator[tuple[int, int]]:
-    """(row index, first bad column index) of every row holding NaN or inf."""
-    bad = ~np.isfinite(X)
-    for i in np.flatnonzero(bad.any(axis=1)):
-        yield int(i), int(np.argmax(bad[i]))
-
-
 def out_of_range_rows(X: np.ndarray) -> np.ndarray:
     """Boolean mask of rows with a value outside the training range 0..16."""
     return ((X < FEATURE_MIN) | (X > FEATURE_MAX)).any(axis=1)
