@@ -34,7 +34,7 @@ class TrainingResult:
     """What a training run produced, for the CLI summary, the tests and the benchmark."""
 
     recipe: str
-    estimator: object
+    estimator: recipes.Classifier
     split: Split
     cv: recipes.CVRecord
     manifest: dict

@@ -19,12 +19,13 @@ near there), which turned rows whose ten scores are all very negative into 0/0 =
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import onnx
 from digits_onnx.inference import contract
 from digits_onnx.training.errors import PortabilityError
+from digits_onnx.training.recipes import Classifier
 
 #: How probabilities follow from the scores.
 LINK_SOFTMAX = "softmax"
@@ -34,7 +35,7 @@ GRAPH_NAME = "digits_logistic_regression"
 _INTERMEDIATE_NAMES = ("scores", "neg_scores", "softplus_neg_scores", "log_sigmoid")
 
 
-def linear_parts(estimator) -> tuple[np.ndarray, np.ndarray, str]:
+def linear_parts(estimator: Classifier) -> tuple[np.ndarray, np.ndarray, str]:
     """Weights (10, 64), intercepts (10,) in original pixel units, and the link function.
 
     A leading StandardScaler is folded in: ``W' = W / scale`` and ``b' = b - W' @ mean``, so
@@ -47,7 +48,7 @@ def linear_parts(estimator) -> tuple[np.ndarray, np.ndarray, str]:
 
     mean = np.zeros(contract.N_FEATURES)
     scale = np.ones(contract.N_FEATURES)
-    model = estimator
+    model: object = estimator
     if isinstance(model, Pipeline):
         *steps, (_, model) = model.steps
         for _, step in steps:
@@ -76,13 +77,13 @@ def linear_parts(estimator) -> tuple[np.ndarray, np.ndarray, str]:
     return W_folded, b_folded, link
 
 
-def _check_classes(model) -> None:
+def _check_classes(model: object) -> None:
     classes = tuple(int(c) for c in getattr(model, "classes_", ()))
     if classes != contract.CLASS_LABELS:
         raise PortabilityError(f"classes {classes} differ from the contract's 0..9")
 
 
-def build_model(estimator) -> onnx.ModelProto:
+def build_model(estimator: Classifier) -> onnx.ModelProto:
     """The portable graph of a fitted recipe, checked against the contract (no metadata)."""
     from skl2onnx.algebra.onnx_ops import (
         OnnxArgMax,
@@ -188,8 +189,8 @@ def check_portable(model: onnx.ModelProto) -> None:
             raise PortabilityError(f"output {value.name!r} is a {kind}, not a tensor")
 
 
-def _all_nodes(model: onnx.ModelProto):
-    def walk(graph):
+def _all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    def walk(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
         for node in graph.node:
             yield node
             for attr in node.attribute:
@@ -203,7 +204,7 @@ def _all_nodes(model: onnx.ModelProto):
         yield from function.node
 
 
-def _signature(values) -> list[dict]:
+def _signature(values: Iterable[onnx.ValueInfoProto]) -> list[dict[str, object]]:
     out = []
     for value in values:
         tensor = value.type.tensor_type

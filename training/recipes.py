@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from digits_onnx.training.data import RANDOM_STATE, Split
 from digits_onnx.training.errors import RecipeError
+
+if TYPE_CHECKING:
+    from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
 RECIPES = ("default", "seed")
 DEFAULT_RECIPE = "default"
@@ -23,6 +28,14 @@ DEFAULT_C_GRID = tuple(float(c) for c in np.logspace(-3, 2, 16))
 CV_FOLDS = 5
 #: lbfgs needs ~30 iterations on standardized digits; the cap only guards against surprises.
 MAX_ITER = 1000
+
+
+class Classifier(Protocol):
+    """What training and verification use of a fitted recipe's estimator."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -44,13 +57,13 @@ class RecipeResult:
     """A fitted estimator with the hyperparameters and CV record the manifest needs."""
 
     name: str
-    estimator: object
+    estimator: Classifier
     hyperparameters: dict
     cv: CVRecord
     description: str = field(default="")
 
 
-def cv_splitter():
+def cv_splitter() -> StratifiedKFold:
     """Deterministic stratified folds, shared by both recipes so their CV numbers compare."""
     from sklearn.model_selection import StratifiedKFold
 
@@ -62,7 +75,7 @@ def cv_settings() -> dict:
     return {"folds": CV_FOLDS, "shuffle": True, "random_state": RANDOM_STATE, "stratified": True}
 
 
-def _single_thread():
+def _single_thread() -> threadpool_limits:
     # On small problems OpenMP/BLAS threads cost more than they save (lbfgs ran ~15x slower
     # with 2 threads here), and one thread keeps the floating-point sums reproducible.
     from threadpoolctl import threadpool_limits

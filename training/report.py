@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from digits_onnx.inference import contract
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGURES = {
     "samples": "samples.png",
@@ -24,13 +28,13 @@ README = "README.md"
 DPI = 80
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -39,7 +43,14 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _digit_grid(images, titles, *, columns: int, suptitle: str, title_size: int = 9) -> bytes:
+def _digit_grid(
+    images: np.ndarray,
+    titles: Sequence[str],
+    *,
+    columns: int,
+    suptitle: str,
+    title_size: int = 9,
+) -> bytes:
     rows = max(1, -(-len(images) // columns))
     fig = _figure(1.1 * columns, 1.25 * rows + 0.4)
     axes = fig.subplots(rows, columns, squeeze=False)
@@ -108,18 +119,21 @@ def coefficients_png(weights: np.ndarray) -> bytes:
     fig = _figure(9.0, 2.4)
     axes = fig.subplots(1, contract.N_CLASSES)
     limit = float(np.percentile(np.abs(weights), 95)) or 1.0
-    image = None
+    images = []
     for digit, ax in zip(contract.CLASS_LABELS, axes, strict=True):
-        image = ax.imshow(
+        images.append(ax.imshow(
             np.reshape(weights[digit], contract.IMAGE_SHAPE),
             cmap="RdBu_r",
             vmin=-limit,
             vmax=limit,
             interpolation="nearest",
-        )
+        ))
         ax.set_title(str(digit))
         ax.set_axis_off()
-    fig.colorbar(image, ax=list(axes), shrink=0.7, extend="both", label="weight per pixel unit")
+    # The ten images share one colour scale, so the last one stands for all.
+    fig.colorbar(
+        images[-1], ax=list(axes), shrink=0.7, extend="both", label="weight per pixel unit"
+    )
     fig.suptitle("Per-class coefficients on raw pixels (red: ink votes for the class)")
     return _png(fig)
 
@@ -170,7 +184,7 @@ def cv_curve_png(curve: Sequence[Mapping[str, float]], chosen_C: float) -> bytes
     return _png(fig)
 
 
-def readme_text(manifest: Mapping[str, object], description: str) -> str:
+def readme_text(manifest: Mapping[str, Any], description: str) -> str:
     """A model card that reads well on a code host: metrics table, then the figures."""
     metrics = manifest["metrics"]
     hyper = manifest["hyperparameters"]
@@ -234,7 +248,7 @@ def render_report(
     y_test: np.ndarray,
     y_pred: np.ndarray,
     weights: np.ndarray,
-    manifest: Mapping[str, object],
+    manifest: Mapping[str, Any],
     description: str,
 ) -> dict[str, bytes]:
     """All report files by name, as bytes; the caller decides where and how to write them."""
