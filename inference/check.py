@@ -2,6 +2,9 @@
 
 The reference set holds scikit-learn's labels and probabilities at export time; after an
 onnxruntime upgrade (or on a new platform) this says whether the model still agrees.
+:func:`compare` is the one rule every parity check applies (``digits-score check`` here,
+``digits-train verify`` in training): probabilities within ``PROBA_ATOL``, labels equal except
+where the reference's top-two margin is below ``TIE_MARGIN``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,74 @@ from .errors import ModelError
 from .model import Model
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """How far one set of outputs is from reference outputs for the same rows."""
+
+    rows: int
+    #: Largest absolute difference of any probability.
+    max_abs_diff: float
+    #: Rows whose labels differ although the reference is not a near-tie: always a failure.
+    label_mismatches: int
+    #: Reference rows whose top-two probabilities are within ``TIE_MARGIN`` (labels may flip).
+    near_tie_rows: int
+    #: Near-tie rows whose labels do differ: excused, but counted.
+    near_tie_flips: int
+
+    @property
+    def ok(self) -> bool:
+        return within_tolerance(self.max_abs_diff, self.label_mismatches)
+
+
+def within_tolerance(max_abs_diff: float, label_mismatches: int) -> bool:
+    """The verdict of a parity check: probabilities within ``PROBA_ATOL``, no real mismatch."""
+    return max_abs_diff <= PROBA_ATOL and label_mismatches == 0
+
+
+def near_ties(probabilities: np.ndarray) -> np.ndarray:
+    """A boolean per row: its top-two probabilities differ by less than ``TIE_MARGIN``."""
+    proba = np.asarray(probabilities, dtype=np.float64)
+    if len(proba) == 0:
+        return np.zeros(0, dtype=bool)
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    return np.asarray((top2[:, 1] - top2[:, 0]) < TIE_MARGIN)
+
+
+def compare(
+    reference_labels: np.ndarray,
+    reference_proba: np.ndarray,
+    labels: np.ndarray,
+    proba: np.ndarray,
+) -> Comparison:
+    """Compare ``labels`` and ``proba`` with the reference outputs of the same rows.
+
+    Probabilities are compared in float64; the near-tie rule looks at the reference's
+    probabilities, since those decide whether a flipped label is plausible rounding.
+
+    Raises
+    ------
+    ValueError
+        When the two sets of outputs do not have the same shapes.
+    """
+    ref_labels, got_labels = np.asarray(reference_labels), np.asarray(labels)
+    ref_proba = np.asarray(reference_proba, dtype=np.float64)
+    got_proba = np.asarray(proba, dtype=np.float64)
+    if ref_labels.shape != got_labels.shape or ref_proba.shape != got_proba.shape:
+        raise ValueError(
+            f"cannot compare outputs of different shapes: reference labels {ref_labels.shape} "
+            f"and probabilities {ref_proba.shape}, got {got_labels.shape} and {got_proba.shape}"
+        )
+    ties = near_ties(ref_proba)
+    differ = ref_labels != got_labels
+    return Comparison(
+        rows=len(ref_labels),
+        max_abs_diff=float(np.abs(got_proba - ref_proba).max()) if ref_proba.size else 0.0,
+        label_mismatches=int(np.sum(differ & ~ties)),
+        near_tie_rows=int(np.sum(ties)),
+        near_tie_flips=int(np.sum(differ & ties)),
+    )
+
+
 @dataclass
 class CheckResult:
     """How far the model's outputs are from the stored reference outputs."""
@@ -30,7 +101,7 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= PROBA_ATOL and self.label_mismatches == 0
+        return within_tolerance(self.max_abs_diff, self.label_mismatches)
 
     def table(self) -> str:
         status = "ok" if self.ok else "DRIFT"
@@ -66,14 +137,15 @@ def check_model(model: Model | None = None, reference: str | Path | None = None)
     except (ValueError, KeyError, OSError) as exc:
         raise ModelError(f"{path}: not a valid reference set ({exc})") from None
     labels, proba = model.run(np.ascontiguousarray(X, dtype=np.float32))
-    top2 = np.sort(ref_proba, axis=1)[:, -2:]
-    near_tie = (top2[:, 1] - top2[:, 0]) < TIE_MARGIN
-    mismatch = labels != ref_labels
+    try:
+        drift = compare(ref_labels, ref_proba, labels, proba)
+    except ValueError as exc:
+        raise ModelError(f"{path}: not a valid reference set ({exc})") from None
     return CheckResult(
-        rows=len(X),
-        max_abs_diff=float(np.abs(proba.astype(np.float64) - ref_proba).max()),
-        label_mismatches=int((mismatch & ~near_tie).sum()),
-        near_ties=int((mismatch & near_tie).sum()),
+        rows=drift.rows,
+        max_abs_diff=drift.max_abs_diff,
+        label_mismatches=drift.label_mismatches,
+        near_ties=drift.near_tie_flips,
         accuracy=float((labels == y).mean()),
         reference_accuracy=float((ref_labels == y).mean()),
     )

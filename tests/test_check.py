@@ -1,0 +1,51 @@
+"""The one parity rule (``inference.check.compare``) that `check` and `verify` both apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from digits_onnx.inference import contract
+from digits_onnx.inference.check import compare, near_ties
+
+
+def _proba(*top: tuple[float, float]) -> np.ndarray:
+    """Rows whose two largest probabilities are ``top`` (in classes 0 and 1)."""
+    rows = np.zeros((len(top), contract.N_CLASSES))
+    rows[:, :2] = top
+    return rows
+
+
+def test_identical_outputs_agree():
+    proba = _proba((0.9, 0.1), (0.2, 0.8))
+    drift = compare(np.array([0, 1]), proba, np.array([0, 1]), proba.astype(np.float32))
+    assert drift.ok and drift.rows == 2 and drift.label_mismatches == 0
+    assert drift.max_abs_diff < 1e-7
+
+
+def test_probabilities_beyond_the_tolerance_fail():
+    proba = _proba((0.9, 0.1))
+    moved = proba + np.eye(1, contract.N_CLASSES) * 2 * contract.PROBA_ATOL
+    drift = compare(np.array([0]), proba, np.array([0]), moved)
+    assert drift.max_abs_diff == pytest.approx(2 * contract.PROBA_ATOL)
+    assert not drift.ok
+
+
+def test_the_tie_margin_decides_whether_a_flip_is_excused():
+    just_inside = 0.5 - contract.TIE_MARGIN / 2
+    just_outside = 0.5 - contract.TIE_MARGIN * 2
+    proba = _proba((0.5, just_inside), (0.5, just_outside))
+    assert near_ties(proba).tolist() == [True, False]
+    drift = compare(np.array([0, 0]), proba, np.array([1, 1]), proba)
+    assert (drift.label_mismatches, drift.near_tie_rows, drift.near_tie_flips) == (1, 1, 1)
+
+
+def test_outputs_of_other_shapes_are_refused():
+    proba = _proba((0.9, 0.1), (0.2, 0.8))
+    with pytest.raises(ValueError, match=r"different shapes: reference labels \(2,\)"):
+        compare(np.array([0, 1]), proba, np.array([0]), proba[:1])
+
+
+def test_no_rows_compare_cleanly():
+    empty = np.zeros((0, contract.N_CLASSES))
+    drift = compare(np.zeros(0, np.int64), empty, np.zeros(0, np.int64), empty)
+    assert drift.ok and drift.rows == 0 and drift.max_abs_diff == 0.0
