@@ -57,9 +57,18 @@ def npy_bytes(header: dict, data: bytes = b"", version=(1, 0)) -> bytes:
     return b"\x93NUMPY" + bytes(version) + size + text + data
 
 
-def saved(array) -> bytes:
+def npy_text(header: str | bytes, data: bytes = b"", version=(1, 0)) -> bytes:
+    """An NPY file whose header is ``header`` as written, valid or not."""
+    text = header if isinstance(header, bytes) else header.encode(
+        "utf-8" if version == (3, 0) else "latin1")
+    width = 2 if version == (1, 0) else 4
+    text += b" " * ((-(len(text) + 9 + width)) % 64) + b"\n"
+    return b"\x93NUMPY" + bytes(version) + len(text).to_bytes(width, "little") + text + data
+
+
+def saved(array, version=None) -> bytes:
     buffer = io.BytesIO()
-    np.save(buffer, array)
+    np.lib.format.write_array(buffer, np.asanyarray(array), version=version)
     return buffer.getvalue()
 
 
@@ -99,6 +108,21 @@ HOSTILE = [
     (npy_bytes({"descr": "<f8", "fortran_order": False, "shape": (-1, 64)}),
      "the NPY header is not valid"),
     (b"\x93NUMPY\x01\x00\x10\x00__import__('os')\n", "the NPY header is not valid"),
+    # numpy reads the long integers of Python 2 headers (with a warning); the reader never did.
+    (npy_text("{'descr': '<f8', 'fortran_order': False, 'shape': (1L, 64), }", bytes(512)),
+     "the NPY header is not valid"),
+    (npy_text("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 64), 'x': 0}", bytes(512)),
+     "the NPY header is not valid"),
+    (npy_text("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 64), ", bytes(512)),
+     "the NPY header is not valid"),
+    (npy_text("{'descr': '<f8', 'fortran_order': False, 'shape': (" + "-" * 3000 + "1, 64)}"),
+     "the NPY header is not valid: it nests too deeply"),
+    (npy_text("{'descr': '<f8', 'fortran_order': False, 'shape': (" + "-" * 9000 + "1, 64)}"),
+     "the NPY header is not valid: it nests too deeply"),
+    (saved(np.zeros((3, 64), [("\u03b1", "<f4")]), version=(3, 0)),
+     "the array has a structured dtype [('\u03b1', '<f4')]; save a plain numeric (N, 64) array"),
+    (npy_text(b"{'descr': '<f8', 'fortran_order': False, 'shape': (1, 64), }\x80", bytes(512),
+              version=(3, 0)), "the NPY header is not valid"),
 ]
 
 
@@ -122,3 +146,12 @@ def test_truncated_while_reading_is_an_error_not_a_crash(tmp_path, digits_rows):
     with pytest.raises(InputDataError, match="the file ended early"):
         list(batches)
     source.close()
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_every_header_version_reads(tmp_path, digits_rows, version):
+    path = tmp_path / "x.npy"
+    path.write_bytes(saved(digits_rows[:5], version=version))
+    got, rejects = read_all(path)
+    assert not rejects
+    np.testing.assert_array_equal(got, digits_rows[:5].astype(np.float32))

@@ -8,20 +8,40 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import os
-import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from ..contract import IMAGE_SHAPE, N_FEATURES
 from ..errors import InputDataError
 from .base import Batch, ReadOptions, Reject, Source, value_problem
 
-MAGIC = b"\x93NUMPY"
+MAGIC = npy_format.MAGIC_PREFIX
 MAX_HEADER_BYTES = 10_000
+#: Magic, version and the shortest header length: any NPY file is at least this long.
+SHORTEST_PREFIX = npy_format.MAGIC_LEN + 2
 ACCEPTED_KINDS = "iuf"
+#: Header readers by format version, and the width of the header length that follows the
+#: version. 3.0 differs from 2.0 only in allowing UTF-8 text (see ``_read_header``).
+HEADER_READERS: dict[tuple[int, int], Callable[..., tuple[tuple[int, ...], bool, np.dtype]]] = {
+    (1, 0): npy_format.read_array_header_1_0,
+    (2, 0): npy_format.read_array_header_2_0,
+    (3, 0): npy_format.read_array_header_2_0,
+}
+LENGTH_BYTES = {(1, 0): 2, (2, 0): 4, (3, 0): 4}
+
+
+class Hasher(Protocol):
+    """The part of a hashlib object the reader uses (hashlib's own class is private)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 def _kind_problem(dtype: np.dtype) -> str | None:
@@ -47,9 +67,9 @@ class NpySource(Source):
         self.feature_columns = list(range(N_FEATURES))
         self.size = os.fstat(fd).st_size
         self._consumed = 0
-        self._sha: hashlib._Hash | None = None
+        self._sha: Hasher | None = None
         self._hasher: ThreadPoolExecutor | None = None
-        self._hashing: Future | None = None
+        self._hashing: Future[None] | None = None
         try:
             self._parse_header()
         except BaseException:
@@ -74,30 +94,21 @@ class NpySource(Source):
         prefix = os.pread(self._fd, 12, 0)
         if not prefix.startswith(MAGIC):
             raise self._fail("not an NPY file (bad magic bytes); was it written by numpy.save?")
-        if len(prefix) < 10:
+        if len(prefix) < SHORTEST_PREFIX:
             raise self._fail("the NPY header is truncated")
-        major, minor = prefix[6], prefix[7]
-        if (major, minor) == (1, 0):
-            (hlen,), start = struct.unpack("<H", prefix[8:10]), 10
-        elif (major, minor) in ((2, 0), (3, 0)):
-            if len(prefix) < 12:
-                raise self._fail("the NPY header is truncated")
-            (hlen,), start = struct.unpack("<I", prefix[8:12]), 12
-        else:
-            raise self._fail(f"unsupported NPY format version {major}.{minor}")
+        version = npy_format.read_magic(io.BytesIO(prefix))
+        if version not in HEADER_READERS:
+            raise self._fail(f"unsupported NPY format version {version[0]}.{version[1]}")
+        start = npy_format.MAGIC_LEN + LENGTH_BYTES[version]
+        if len(prefix) < start:
+            raise self._fail("the NPY header is truncated")
+        hlen = int.from_bytes(prefix[npy_format.MAGIC_LEN:start], "little")
         if hlen > MAX_HEADER_BYTES:
             raise self._fail(f"the NPY header claims {hlen} bytes; refusing a header that large")
-        raw = self._pread(hlen, start) if start + hlen <= self.size else None
-        if raw is None:
+        if start + hlen > self.size:
             raise self._fail("the NPY header is truncated")
-        try:
-            header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin1"))
-            descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
-            dtype = np.lib.format.descr_to_dtype(descr)
-        except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError):
-            raise self._fail("the NPY header is not valid") from None
-        if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)
-                and isinstance(fortran, bool)):
+        shape, fortran, dtype = self._read_header(version, self._pread(start + hlen, 0), start)
+        if not all(d >= 0 for d in shape):
             raise self._fail("the NPY header is not valid")
         problem = _kind_problem(dtype)
         if problem:
@@ -129,6 +140,36 @@ class NpySource(Source):
         if self.n_rows == 0:
             raise self._fail("the array has no rows")
 
+    def _read_header(self, version: tuple[int, int], raw: bytes,
+                     start: int) -> tuple[tuple[int, ...], bool, np.dtype]:
+        """numpy's own header reader, behind two guards.
+
+        The header must first be a Python expression: numpy would retry one that is not as a
+        Python 2 header (with a warning), and a header of thousands of nested operators
+        overflows the parser.
+        """
+        try:
+            source = raw[start:].decode("utf-8" if version == (3, 0) else "latin1")
+        except UnicodeDecodeError:
+            raise self._fail("the NPY header is not valid") from None
+        if version == (3, 0):
+            # 3.0 is 2.0 with UTF-8 text, which numpy writes only for field names beyond
+            # Latin-1. Escaped, the same literal is ASCII and reads as 2.0, so a structured
+            # dtype is still named when it is refused.
+            source = source.encode("ascii", "backslashreplace").decode("ascii")
+            raw = raw[:npy_format.MAGIC_LEN] + len(source).to_bytes(4, "little") + source.encode()
+        head = io.BytesIO(raw)
+        head.seek(npy_format.MAGIC_LEN)
+        try:
+            ast.parse(source, mode="eval")
+            # The size bound was checked on the bytes; escaping may have lengthened them.
+            return HEADER_READERS[version](head, max_header_size=max(len(source),
+                                                                     MAX_HEADER_BYTES))
+        except (SyntaxError, ValueError, TypeError, KeyError):
+            raise self._fail("the NPY header is not valid") from None
+        except (RecursionError, MemoryError):  # the parser's stack, on a header of 10 kB
+            raise self._fail("the NPY header is not valid: it nests too deeply") from None
+
     def _column_offsets(self) -> np.ndarray:
         """Byte offset of each feature's first value in a Fortran-ordered file."""
         n, item = self.n_rows, self.dtype.itemsize
@@ -144,7 +185,7 @@ class NpySource(Source):
         if not self.fortran:
             raw = self._pread((b - a) * N_FEATURES * item, self.data_start + a * N_FEATURES * item)
             if self._sha is not None:
-                self._hash_later(raw)
+                self._hash_later(self._sha, raw)
             return np.frombuffer(raw, dtype=self.dtype).reshape(b - a, N_FEATURES)
         out = np.empty((b - a, N_FEATURES), dtype=self.dtype)
         for k, offset in enumerate(self._column_offsets()):
@@ -177,14 +218,14 @@ class NpySource(Source):
                 self._reject_nonfinite(batch, raw)
             yield batch
 
-    def _hash_later(self, raw: bytes) -> None:
+    def _hash_later(self, sha: Hasher, raw: bytes) -> None:
         """Hash on a thread of its own (hashlib releases the GIL), overlapping the next read;
         at most one chunk waits, so memory stays bounded."""
         if self._hasher is None:
             self._hasher = ThreadPoolExecutor(1, thread_name_prefix="digits-hash")
         if self._hashing is not None:
             self._hashing.result()
-        self._hashing = self._hasher.submit(self._sha.update, raw)
+        self._hashing = self._hasher.submit(sha.update, raw)
 
     def _hash_done(self) -> None:
         if self._hashing is not None:
