@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from digits_onnx.inference import contract
-from digits_onnx.training.verify import label_mismatches
+from digits_onnx.inference.check import compare
 
 VERSIONS = (
     f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, opset {contract.OPSET}"
@@ -47,9 +47,10 @@ def assert_parity(estimator, model_bytes: bytes, X: np.ndarray, what: str) -> in
         proba, expected_proba, atol=contract.PROBA_ATOL, rtol=0,
         err_msg=f"{what}: probabilities differ beyond {contract.PROBA_ATOL} ({VERSIONS})",
     )
-    wrong, ties = label_mismatches(expected_labels, expected_proba, labels)
+    drift = compare(expected_labels, expected_proba, labels, proba)
+    wrong = drift.label_mismatches
     assert wrong == 0, f"{what}: {wrong} labels differ outside near-ties ({VERSIONS})"
-    return ties
+    return drift.near_tie_rows
 
 
 def _datasets(result) -> dict[str, np.ndarray]:
@@ -78,8 +79,12 @@ def test_probabilities_are_distributions(trained_recipe):
 def test_near_ties_are_counted_not_failed(trained_default):
     """The tie rule works: a flipped label is excused only when the margin is tiny."""
     proba = np.array([[0.5, 0.5 - 1e-7] + [0.0] * 8, [0.6, 0.4] + [0.0] * 8])
-    assert label_mismatches(np.array([0, 0]), proba, np.array([1, 0])) == (0, 1)
-    assert label_mismatches(np.array([0, 0]), proba, np.array([0, 1])) == (1, 1)
+    flipped_tie = compare(np.array([0, 0]), proba, np.array([1, 0]), proba)
+    assert (flipped_tie.label_mismatches, flipped_tie.near_tie_rows) == (0, 1)
+    assert flipped_tie.near_tie_flips == 1 and flipped_tie.ok
+    flipped_clear = compare(np.array([0, 0]), proba, np.array([0, 1]), proba)
+    assert (flipped_clear.label_mismatches, flipped_clear.near_tie_rows) == (1, 1)
+    assert flipped_clear.near_tie_flips == 0 and not flipped_clear.ok
 
 
 def test_parity_check_can_fail(trained_default):

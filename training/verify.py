@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from digits_onnx.inference import contract
+from digits_onnx.inference.check import Comparison, compare
+from digits_onnx.inference.errors import ModelError
+from digits_onnx.inference.model import Model
 from digits_onnx.training import export, manifest, recipes
 from digits_onnx.training.data import load_split
 from digits_onnx.training.errors import ArtifactsNotFoundError, ManifestError, PortabilityError
@@ -58,21 +61,6 @@ class Verification:
         return "\n".join(lines)
 
 
-def near_ties(probabilities: np.ndarray) -> np.ndarray:
-    """Rows whose top-two probabilities differ by less than TIE_MARGIN (labels may flip)."""
-    top2 = np.sort(np.asarray(probabilities, dtype=np.float64), axis=1)[:, -2:]
-    return (top2[:, 1] - top2[:, 0]) < contract.TIE_MARGIN
-
-
-def label_mismatches(
-    expected: np.ndarray, expected_proba: np.ndarray, actual: np.ndarray
-) -> tuple[int, int]:
-    """(mismatches outside near-ties, near-tie rows) between two label vectors."""
-    ties = near_ties(expected_proba)
-    differ = np.asarray(expected) != np.asarray(actual)
-    return int(np.sum(differ & ~ties)), int(np.sum(ties))
-
-
 def _load(artifacts: Path) -> tuple[dict, bytes, dict[str, np.ndarray]]:
     if not artifacts.is_dir():
         raise ArtifactsNotFoundError(f"artifacts directory {artifacts} does not exist")
@@ -110,18 +98,64 @@ def _load(artifacts: Path) -> tuple[dict, bytes, dict[str, np.ndarray]]:
             golden = {key: npz[key] for key in manifest.REFERENCE_KEYS}
     except (OSError, ValueError, KeyError) as exc:
         raise ManifestError(f"{paths[contract.REFERENCE_FILENAME]} is unreadable: {exc}") from None
+    _check_golden_shapes(paths[contract.REFERENCE_FILENAME], golden)
     return the_manifest, paths[contract.MODEL_FILENAME].read_bytes(), golden
 
 
-def _run_onnx(model_bytes: bytes, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import onnxruntime as ort
+def _check_golden_shapes(path: Path, golden: dict[str, np.ndarray]) -> None:
+    rows = len(golden["X"]) if golden["X"].ndim else 0
+    expected = {
+        "X": (rows, contract.N_FEATURES),
+        "y": (rows,),
+        "labels": (rows,),
+        "probabilities": (rows, contract.N_CLASSES),
+    }
+    found = {key: tuple(golden[key].shape) for key in expected}
+    if found != expected:
+        shapes = ", ".join(f"{key} {shape}" for key, shape in found.items())
+        raise ManifestError(
+            f"{path} holds arrays of shapes {shapes}; expected X (N, {contract.N_FEATURES}), "
+            f"y and labels (N,), probabilities (N, {contract.N_CLASSES}); "
+            "regenerate it with digits-train"
+        )
 
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    labels, proba = session.run(
-        [contract.OUTPUT_LABEL, contract.OUTPUT_PROBA],
-        {contract.INPUT_NAME: np.asarray(X, dtype=np.float32)},
+
+def _load_model(model_bytes: bytes, report: Verification) -> Model | None:
+    """The committed model as the scorer loads it, or None after adding the failed check.
+
+    The sha256 is its own line of the table, so a replaced model is still run and measured;
+    the scorer's vetting (default domain, no external data, the contract) still applies.
+    """
+    try:
+        model = Model(model_bytes, display=contract.MODEL_FILENAME, verify_hash=False)
+    except ModelError as exc:
+        report.add("committed model loads", str(exc), False)
+        return None
+    try:
+        # What the scorer does not insist on: the pinned opset and the exact signature.
+        exported = onnx.load_model_from_string(model_bytes)
+        export.check_portable(exported)
+        export.check_contract(exported)
+    except PortabilityError as exc:
+        report.add("committed model follows the contract", str(exc)[:60], False)
+        return None
+    report.add(
+        "committed model follows the contract", f"opset {contract.OPSET}, default domain", True
     )
-    return np.asarray(labels), np.asarray(proba)
+    return model
+
+
+def _add_parity(report: Verification, against: str, drift: Comparison) -> None:
+    report.add(
+        f"max |dp| {against} vs ONNX",
+        f"{drift.max_abs_diff:.2e} (atol {contract.PROBA_ATOL:g})",
+        drift.max_abs_diff <= contract.PROBA_ATOL,
+    )
+    report.add(
+        f"label mismatches {against} vs ONNX",
+        f"{drift.label_mismatches} ({drift.near_tie_rows} near-ties excused)",
+        drift.label_mismatches == 0,
+    )
 
 
 def verify(artifacts_dir: str | os.PathLike[str] = "artifacts") -> Verification:
@@ -157,42 +191,17 @@ def verify(artifacts_dir: str | os.PathLike[str] = "artifacts") -> Verification:
     )
     report.add("golden set is the test split", f"{len(golden['y'])} rows", same_set)
 
-    try:
-        model = onnx.load_model_from_string(model_bytes)
-        export.check_portable(model)
-        export.check_contract(model)
-        labels, proba = _run_onnx(model_bytes, golden["X"])
-    except PortabilityError as exc:
-        report.add("committed model follows the contract", str(exc)[:60], False)
+    model = _load_model(model_bytes, report)
+    if model is None:
         return report
-    except Exception as exc:  # a damaged file: report it as a failed check, not a traceback
-        report.add("committed model loads", f"{type(exc).__name__}", False)
-        return report
-    report.add(
-        "committed model follows the contract", f"opset {contract.OPSET}, default domain", True
-    )
+    labels, proba = model.run(np.ascontiguousarray(golden["X"], dtype=np.float32))
 
-    sk_proba = fitted.estimator.predict_proba(golden["X"].astype(np.float32).astype(np.float64))
-    sk_labels = fitted.estimator.predict(golden["X"].astype(np.float32).astype(np.float64))
-    dp = float(np.max(np.abs(sk_proba - proba)))
-    report.add(
-        "max |dp| retrained sklearn vs ONNX",
-        f"{dp:.2e} (atol {contract.PROBA_ATOL:g})",
-        dp <= contract.PROBA_ATOL,
+    X64 = golden["X"].astype(np.float32).astype(np.float64)
+    sk_labels, sk_proba = fitted.estimator.predict(X64), fitted.estimator.predict_proba(X64)
+    _add_parity(report, "retrained sklearn", compare(sk_labels, sk_proba, labels, proba))
+    _add_parity(
+        report, "golden", compare(golden["labels"], golden["probabilities"], labels, proba)
     )
-    wrong, ties = label_mismatches(sk_labels, sk_proba, labels)
-    report.add(
-        "label mismatches retrained vs ONNX", f"{wrong} ({ties} near-ties excused)", wrong == 0
-    )
-
-    dp_golden = float(np.max(np.abs(golden["probabilities"] - proba)))
-    report.add(
-        "max |dp| golden vs ONNX",
-        f"{dp_golden:.2e} (atol {contract.PROBA_ATOL:g})",
-        dp_golden <= contract.PROBA_ATOL,
-    )
-    wrong, ties = label_mismatches(golden["labels"], golden["probabilities"], labels)
-    report.add("label mismatches golden vs ONNX", f"{wrong} ({ties} near-ties excused)", wrong == 0)
 
     correct = int(np.sum(labels == golden["y"]))
     expected = int(the_manifest["metrics"]["test_correct"])
