@@ -1,8 +1,7 @@
-"""The manifest (``model.json``), the golden set (``reference.npz``) and how both are written.
+"""The manifest (``model.json``) and the golden set (``reference.npz``), rendered to bytes.
 
-Every file is written atomically (a temporary file in the same directory, then ``os.replace``)
-and byte-for-byte deterministically, so retraining with the same library versions leaves
-``git status`` clean.
+The bytes are deterministic, so retraining with the same library versions leaves
+``git status`` clean; :func:`training.api.write_set` moves them into place atomically.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,27 +114,6 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
             info.external_attr = 0o644 << 16
             archive.writestr(info, member.getvalue())
     return buffer.getvalue()
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
-
-    Readers see the old file or the new one, never half of one; the temporary file is
-    removed if anything fails.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict:
