@@ -130,7 +130,8 @@ def test_verify_fails_on_a_tampered_model(tmp_path, capsys):
 def test_verify_without_artifacts_exits_66(tmp_path, capsys):
     assert main(["verify", "--artifacts", str(tmp_path)]) == 66
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "lacks model.json" in err and err.count("\n") == 1
+    assert err.startswith("digits-train: error: ") and "lacks model.json" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -145,7 +146,7 @@ def test_verify_without_artifacts_exits_66(tmp_path, capsys):
 def test_usage_errors_exit_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert needle in err and err.count("\n") == 1 and err.startswith("error: ")
+    assert needle in err and err.count("\n") == 1 and err.startswith("digits-train: error: ")
 
 
 def test_missing_parent_directory_exits_73_and_writes_nothing(tmp_path, capsys):
@@ -167,7 +168,9 @@ def test_unwritable_directory_exits_73_and_writes_nothing(tmp_path, monkeypatch,
     monkeypatch.setattr(tempfile, "mkdtemp", denied)
     assert main(["--out", str(out), "--no-report"]) == 73
     err = capsys.readouterr().err
-    assert err == f"error: cannot write to output directory {out}: Permission denied\n"
+    assert err == (
+        f"digits-train: error: cannot write to output directory {out}: Permission denied\n"
+    )
     assert list(out.iterdir()) == []
 
 

@@ -1,7 +1,8 @@
 """``digits-train``: a thin command line over :mod:`training.api` and :mod:`training.verify`.
 
 Parses arguments, calls one API function, prints a short summary, and maps the package's
-exceptions to an exit code and one ``error: ...`` line on stderr.
+exceptions to an exit code and one ``digits-train: error: ...`` line on stderr, as
+``digits-score`` does; the exit codes are the inference package's.
 """
 
 from __future__ import annotations
@@ -9,8 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from digits_onnx.inference.errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from digits_onnx.inference.errors import (
+    EXIT_CANTCREAT,
+    EXIT_DATAERR,
+    EXIT_INTERRUPTED,
+    EXIT_NOINPUT,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+)
 from digits_onnx.training.errors import TrainingError
 
 PROG = "digits-train"
@@ -23,7 +33,7 @@ Train a logistic regression on scikit-learn's 8x8 digits and export it as a port
 model (default domain only), with its manifest, golden reference set and report figures.
 """
 
-EPILOG = """\
+EPILOG = f"""\
 commands:
   (none)     train and write model.onnx, model.json, reference.npz and report/ to --out
   verify     retrain by the manifest in --artifacts and compare with the committed model
@@ -33,16 +43,27 @@ The output directory is created if it is missing and its parent exists; otherwis
 is written. Files are staged in a temporary directory inside it and moved into place only
 when the whole set is ready.
 
-exit codes: 0 ok, 1 verification failed, 2 usage error, 66 artifacts missing,
-65 unreadable manifest, 73 output directory cannot be created or written.
+exit codes:
+  {EXIT_OK:<3} done; verify: every check passed
+  {EXIT_SOME_FAILED:<3} verify: a check failed
+  {EXIT_USAGE:<3} usage error (bad option or combination, unknown recipe)
+  {EXIT_DATAERR:<3} unreadable manifest or golden set, or a model outside the contract
+  {EXIT_NOINPUT:<3} verify: the artifacts are missing
+  {EXIT_CANTCREAT:<3} the output directory cannot be created or written
+  {EXIT_INTERRUPTED:<3} interrupted (Ctrl-C)
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line on stderr (exit 2)."""
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
 
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``digits-train: error: ...`` line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        _error(message)
+        self.exit(EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,11 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        _error("interrupted")
+        return EXIT_INTERRUPTED
 
 
 def entrypoint() -> None:

@@ -6,13 +6,19 @@ read both commands the same way.
 
 from __future__ import annotations
 
-from digits_onnx.inference.errors import EXIT_CANTCREAT, EXIT_DATAERR, EXIT_NOINPUT, EXIT_USAGE
+from digits_onnx.inference.errors import (
+    EXIT_CANTCREAT,
+    EXIT_DATAERR,
+    EXIT_NOINPUT,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+)
 
 
 class TrainingError(Exception):
     """Base class of every error the training package raises on purpose."""
 
-    exit_code = 1
+    exit_code = EXIT_SOME_FAILED
 
 
 class RecipeError(TrainingError, ValueError):
