@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from digits_onnx.inference import InputDataError, UsageError
-from digits_onnx.inference.readers import ReadOptions, open_source
+from digits_onnx.inference.readers import DELIMITER_NAMES, ReadOptions, open_source
 
 HEADER = ",".join(f"pixel_{i // 8}_{i % 8}" for i in range(64))
 
@@ -239,6 +240,44 @@ def test_column_options_that_cannot_apply(tmp_path, options, message):
     path.write_text(good_line(0) + "\n")
     with pytest.raises(UsageError, match=message):
         open_source(str(path), ReadOptions(**options))
+
+
+DELIMITER_CHOICES = ("choose ',', 'comma', '\\t', 'tab', ';', 'semicolon', 'whitespace' or "
+                     "'space'")
+
+
+@pytest.mark.parametrize(
+    ("name", "delimiter"),
+    [(None, None), (",", ","), ("comma", ","), ("\\t", "\t"), ("\t", "\t"), ("tab", "\t"),
+     (";", ";"), ("semicolon", ";"), ("whitespace", "whitespace"), ("space", "whitespace")],
+)
+def test_delimiter_names_are_normalized(name, delimiter):
+    assert ReadOptions(delimiter=name).delimiter == delimiter
+    assert replace(ReadOptions(delimiter=name), header=True).delimiter == delimiter
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("|", f"unknown delimiter '|'; {DELIMITER_CHOICES}"),
+     ("", f"unknown delimiter ''; {DELIMITER_CHOICES}"),
+     ("Tab", f"unknown delimiter 'Tab'; {DELIMITER_CHOICES}"),
+     (" ", f"unknown delimiter ' '; {DELIMITER_CHOICES}"),
+     (",;", f"unknown delimiter ',;'; {DELIMITER_CHOICES}"),
+     ("\\n", f"unknown delimiter '\\\\n'; {DELIMITER_CHOICES}")],
+)
+def test_unknown_delimiters_are_refused_when_the_options_are_made(name, message):
+    with pytest.raises(UsageError) as info:
+        ReadOptions(delimiter=name)
+    assert str(info.value) == message
+
+
+def test_every_delimiter_name_reads_its_file(tmp_path, digits_rows):
+    for name, delimiter in DELIMITER_NAMES.items():
+        path = tmp_path / "x.txt"
+        path.write_text(rows_text(digits_rows[:4], " " if delimiter == "whitespace" else delimiter))
+        X, rejects, n = read_all(path, delimiter=name)
+        assert n == 4 and not rejects, name
+        np.testing.assert_array_equal(X, digits_rows[:4].astype(np.float32))
 
 
 def test_blank_lines_before_the_header(tmp_path, digits_rows):

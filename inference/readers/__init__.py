@@ -11,12 +11,15 @@ from pathlib import Path
 
 from ..errors import MissingInputError, UsageError, read_error
 from ..formats import INPUT_FORMATS, input_format_of
-from .base import Batch, ReadOptions, Reject, Source
+from .base import DELIMITER_NAMES, Batch, ReadOptions, Reject, Source
 from .csv import CsvSource
 from .npy import NpySource
 from .parquet import ParquetSource
 
-__all__ = ["FORMATS", "Batch", "ReadOptions", "Reject", "Source", "detect_format", "open_source"]
+__all__ = [
+    "DELIMITER_NAMES", "FORMATS", "Batch", "ReadOptions", "Reject", "Source", "detect_format",
+    "open_source",
+]
 
 STDIN = "-"
 FORMATS = INPUT_FORMATS

@@ -35,6 +35,7 @@ SHOWN_CHARS = 200
 #: Below this many lines a failing block is diagnosed line by line instead of bisected.
 SMALL_BLOCK_LINES = 16
 BOM = b"\xef\xbb\xbf"
+#: The bytes of each delimiter ReadOptions holds (whitespace: runs of blanks, joined to one).
 DELIMITERS = {",": b",", "\t": b"\t", ";": b";", "whitespace": b" "}
 _WS_EDGES = re.compile(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)")
 _WS_RUNS = re.compile(rb"[ \t]+")
@@ -205,12 +206,8 @@ class CsvSource(Source):
             )
         if opts.delimiter is None:
             delim, ws = detect_delimiter(lines)
-        elif opts.delimiter in DELIMITERS:
+        else:  # ReadOptions has checked the name and holds the delimiter it means
             delim, ws = DELIMITERS[opts.delimiter], opts.delimiter == "whitespace"
-        else:
-            raise UsageError(
-                f"unknown delimiter {opts.delimiter!r}; use ',', '\\t', ';' or 'whitespace'"
-            )
         if b"\n" not in self._pending and len(self._pending) >= SNIFF_BYTES:
             raise InputDataError(
                 f"{self.display}: line 1 is longer than {SNIFF_BYTES} bytes; "
