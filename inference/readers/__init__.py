@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import MissingInputError, UsageError, read_error
 from ..formats import INPUT_FORMATS, input_format_of
@@ -49,10 +51,14 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
     if fmt.startswith("tsv") and options.delimiter is None:
         options = replace(options, delimiter="\t")
     display = "<stdin>" if path == STDIN else path
+    stream: io.BufferedIOBase
     if path == STDIN:
-        stream = sys.stdin.buffer
-        if fmt in ("npy", "parquet"):
-            stream = _spool(stream)
+        stdin = sys.stdin.buffer
+        if fmt in ("npy", "parquet") or not isinstance(stdin, io.BufferedIOBase):
+            # Random access, or a replaced sys.stdin that cannot read into buffers.
+            stream = _spool(stdin)
+        else:
+            stream = stdin
     else:
         try:
             stream = open(path, "rb")  # noqa: SIM115 - owned by the Source, closed by it
@@ -79,7 +85,7 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
             stream.close()
 
 
-def _spool(stream):
+def _spool(stream: BinaryIO) -> io.BufferedIOBase:
     """Copy stdin to an anonymous temporary file, for formats that need random access."""
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the Source, closed by it
     shutil.copyfileobj(stream, spool, 1 << 20)

@@ -179,6 +179,26 @@ def check_values(X: np.ndarray, extrema: tuple[float, float] | None = None) -> t
     return finite, False
 
 
+def resolve_column(spec: str | int, names: list[str], has_header: bool, what: str) -> int:
+    """A column given by name (needs a header) or by 0-based index."""
+    if isinstance(spec, str) and spec in names and has_header:
+        return names.index(spec)
+    try:
+        index = int(spec)
+    except ValueError:
+        if not has_header:
+            raise UsageError(
+                f"{what} {spec!r} is a name, but the file has no header; give a 0-based index"
+            ) from None
+        raise UsageError(
+            f"{what} {spec!r} is not a column; the header has: {', '.join(names[:8])}"
+            + (", ..." if len(names) > 8 else "")
+        ) from None
+    if not -len(names) <= index < len(names):
+        raise UsageError(f"{what} {index} is out of range: the file has {len(names)} columns")
+    return index % len(names)
+
+
 def out_of_range_rows(X: np.ndarray) -> np.ndarray:
     """Boolean mask of rows with a value outside the training range 0..16."""
     return ((X < FEATURE_MIN) | (X > FEATURE_MAX)).any(axis=1)

@@ -7,16 +7,12 @@ rows get exactly the values a clean file would give and every bad line is named.
 
 from __future__ import annotations
 
-import csv
 import gzip
-import hashlib
 import io
-import os
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,127 +21,31 @@ import pyarrow.csv as pacsv
 from ..arrow import string_array, to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError, UsageError
-from .base import Batch, ReadOptions, Reject, Source, value_problem
+from .base import Batch, ReadOptions, Reject, Source
+from .csv_diagnosis import diagnose_line
+from .csv_layout import SNIFF_BYTES, sniff_layout
+from .streams import HashingReader, RangeReader, line_start
 
-SNIFF_BYTES = 64 << 10
 #: A longer line fails its file: a row of 64 numbers is a few hundred bytes at most.
 MAX_LINE_BYTES = 16 << 20
-#: Rejected lines are quoted in the reject report up to this many characters.
-SHOWN_CHARS = 200
 #: Below this many lines a failing block is diagnosed line by line instead of bisected.
 SMALL_BLOCK_LINES = 16
 BOM = b"\xef\xbb\xbf"
-#: The bytes of each delimiter ReadOptions holds (whitespace: runs of blanks, joined to one).
-DELIMITERS = {",": b",", "\t": b"\t", ";": b";", "whitespace": b" "}
 _WS_EDGES = re.compile(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)")
 _WS_RUNS = re.compile(rb"[ \t]+")
-
-
-@dataclass
-class _Layout:
-    delimiter: bytes
-    whitespace: bool
-    header: bool
-    names: list[str]
-    feature_idx: list[int]
-    id_idx: int | None
-    label_idx: int | None
-
-
-class _HashingReader(io.RawIOBase):
-    """Passes reads through and hashes every byte, so the input is read once, not twice."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
-        super().close()
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        n = self._raw.readinto(buffer)
-        if n:
-            self.sha256.update(memoryview(buffer)[:n])
-            self.count += n
-        return n or 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.sha256.update(data)
-        self.count += len(data)
-        return data
-
-
-def _split_fields(line: bytes, layout_delim: bytes, whitespace: bool) -> list[str]:
-    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-    if whitespace:
-        return text.split()
-    try:
-        return next(csv.reader([text], delimiter=layout_delim.decode()), [])
-    except csv.Error:  # a stray carriage return or NUL: count the fields plainly
-        return text.split(layout_delim.decode())
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def detect_delimiter(lines: list[bytes]) -> tuple[bytes, bool]:
-    """Pick the delimiter that splits the first lines into the same number (> 1) of fields."""
-    sample = [ln for ln in lines if ln.strip()][:20]
-    if not sample:
-        return b",", False
-    for name in (",", "\t", ";"):
-        counts = {len(_split_fields(ln, DELIMITERS[name], False)) for ln in sample}
-        if len(counts) == 1 and counts.pop() > 1:
-            return DELIMITERS[name], False
-    counts = {len(ln.split()) for ln in sample}
-    if len(counts) == 1 and counts.pop() > 1:
-        return b" ", True
-    return b",", False
-
-
-def resolve_column(spec: str | int, names: list[str], has_header: bool, what: str) -> int:
-    """A column given by name (needs a header) or by 0-based index."""
-    if isinstance(spec, str) and spec in names and has_header:
-        return names.index(spec)
-    try:
-        index = int(spec)
-    except ValueError:
-        if not has_header:
-            raise UsageError(
-                f"{what} {spec!r} is a name, but the file has no header; give a 0-based index"
-            ) from None
-        raise UsageError(
-            f"{what} {spec!r} is not a column; the header has: {', '.join(names[:8])}"
-            + (", ..." if len(names) > 8 else "")
-        ) from None
-    if not -len(names) <= index < len(names):
-        raise UsageError(f"{what} {index} is out of range: the file has {len(names)} columns")
-    return index % len(names)
 
 
 class CsvSource(Source):
     """Reads a CSV, TSV, whitespace-separated or gzipped CSV file in blocks of whole lines."""
 
-    def __init__(self, stream: BinaryIO, display: str, options: ReadOptions, *,
+    def __init__(self, stream: io.BufferedIOBase, display: str, options: ReadOptions, *,
                  gz: bool = False) -> None:
         self.display = display
         self.options = options
-        self._hashing = _HashingReader(stream)
-        raw: BinaryIO = io.BufferedReader(self._hashing, buffer_size=1 << 20)
+        self._hashing = HashingReader(stream)
+        raw: io.BufferedIOBase = io.BufferedReader(self._hashing, buffer_size=1 << 20)
         if gz:
-            raw = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            raw = gzip.GzipFile(fileobj=raw, mode="rb")
         self._stream = raw
         self._pending = self._read(SNIFF_BYTES)
         self._data_start = 0
@@ -154,7 +54,7 @@ class CsvSource(Source):
             self._data_start = len(BOM)
         if not self._pending.strip():
             raise InputDataError(f"{display}: the file is empty")
-        self.layout = self._sniff()
+        self.layout = sniff_layout(self._pending, options, display)
         self._line_no = 1
         if self.layout.header:
             self._drop_header()
@@ -184,61 +84,6 @@ class CsvSource(Source):
             return InputDataError(f"{self.display}: not a valid gzip file ({exc})")
         return exc
 
-    def _first_lines(self, n: int = 21) -> list[bytes]:
-        lines = self._pending.split(b"\n")
-        complete = lines[:-1] if len(lines) > 1 else lines
-        return complete[:n]
-
-    def _sniff(self) -> _Layout:
-        opts = self.options
-        lines = self._first_lines()
-        first = next((ln for ln in lines if ln.strip()), b"")
-        try:
-            first.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputDataError(
-                f"{self.display}: line 1 is not valid UTF-8 text; save the file as UTF-8"
-            ) from None
-        if b"\r" in first.rstrip(b"\r"):
-            raise InputDataError(
-                f"{self.display}: line 1 holds a carriage return inside it: the file seems to "
-                "end its lines with CR alone; save it with LF or CRLF line endings"
-            )
-        if opts.delimiter is None:
-            delim, ws = detect_delimiter(lines)
-        else:  # ReadOptions has checked the name and holds the delimiter it means
-            delim, ws = DELIMITERS[opts.delimiter], opts.delimiter == "whitespace"
-        if b"\n" not in self._pending and len(self._pending) >= SNIFF_BYTES:
-            raise InputDataError(
-                f"{self.display}: line 1 is longer than {SNIFF_BYTES} bytes; "
-                "this is not a file of 64-feature rows"
-            )
-        fields = _split_fields(first, delim, ws)
-        header = opts.header
-        if header is None:
-            header = any(not _is_number(f) for f in fields if f.strip())
-        n_cols = len(fields)
-        names = [f.strip() for f in fields] if header else [f"column {i + 1}" for i in
-                                                              range(n_cols)]
-        id_idx = label_idx = None
-        if opts.id_column is not None:
-            id_idx = resolve_column(opts.id_column, names, header, "--id-column")
-        if opts.label_column is not None:
-            label_idx = resolve_column(opts.label_column, names, header, "--label-column")
-            if label_idx == id_idx:
-                raise UsageError("--id-column and --label-column name the same column")
-        extra = {i for i in (id_idx, label_idx) if i is not None}
-        feature_idx = [i for i in range(n_cols) if i not in extra]
-        if len(feature_idx) != N_FEATURES:
-            hint = ""
-            if len(feature_idx) > N_FEATURES:
-                hint = "; name the extra columns with --id-column and --label-column"
-            raise InputDataError(
-                f"{self.display}: line 1: expected {N_FEATURES} feature columns, found "
-                f"{len(feature_idx)} ({n_cols} columns in all){hint}"
-            )
-        return _Layout(delim, ws, header, names, feature_idx, id_idx, label_idx)
-
     def _drop_header(self) -> None:
         """Drop the header line the sniffer read (the first non-blank one) and any blank
         lines before it."""
@@ -264,16 +109,16 @@ class CsvSource(Source):
         part that does not start the data (the caller shifts them by the lines before it).
         Only for plain files opened from a path, before :meth:`batches`.
         """
-        raw = self._hashing._raw
+        raw = self._hashing.raw
         if isinstance(self._stream, gzip.GzipFile) or not hasattr(raw, "fileno"):
             raise UsageError(f"{self.display}: only uncompressed files can be read in parts")
         fd = raw.fileno()
-        first = max(self._data_start, _line_start(fd, begin))
-        last = max(first, _line_start(fd, stop))
+        first = max(self._data_start, line_start(fd, begin))
+        last = max(first, line_start(fd, stop))
         if first != self._data_start:
             self._line_no = 1
         # The whole-file stream stays open (owned by the range) until the source closes.
-        self._hashing = _HashingReader(_RangeReader(fd, first, last, owner=self._stream))
+        self._hashing = HashingReader(RangeReader(fd, first, last, owner=self._stream))
         self._stream = io.BufferedReader(self._hashing, buffer_size=1 << 20)
         self._pending = b""
 
@@ -327,7 +172,7 @@ class CsvSource(Source):
 
     # -- parsing -------------------------------------------------------------------------------
 
-    def _arrow_options(self) -> dict:
+    def _arrow_options(self) -> dict[str, Any]:
         """pyarrow's options for this layout: blank lines kept (as null rows) so rows = lines."""
         layout = self.layout
         names = [f"c{i}" for i in range(len(layout.names))]
@@ -451,7 +296,7 @@ class CsvSource(Source):
             if table is not None and table.num_rows == 1 and self._clean(table):
                 good.append((first_row + k, table))
             else:
-                rejects.append(self._diagnose(first_row + k, line, text))
+                rejects.append(diagnose_line(self.layout, first_row + k, line, text))
 
     def _try_parse(self, data: bytes) -> pa.Table | None:
         if BOM in data:  # pyarrow skips a BOM that starts a buffer: a lone line would pass
@@ -472,46 +317,6 @@ class CsvSource(Source):
             if values.size and not np.isfinite(values).all():
                 return False
         return not (layout.label_idx is not None and table.column(layout.label_idx).null_count)
-
-    def _diagnose(self, row: int, line: int, text: bytes) -> Reject:
-        """Name the first problem of one bad line: its column count, then its cells."""
-        layout = self.layout
-        shown = text[:SHOWN_CHARS * 4].rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
-        if len(shown) > SHOWN_CHARS:
-            shown = shown[:SHOWN_CHARS] + "..."
-        fields = _split_fields(text, layout.delimiter, layout.whitespace)
-        names = layout.names if layout.header else None
-
-        def reject(column: int | None, reason: str) -> Reject:
-            name = names[column] if names is not None and column is not None else None
-            return Reject(row, line, None if column is None else column + 1, name, reason,
-                          shown)
-
-        if len(fields) != len(layout.names):
-            return reject(None, f"expected {len(layout.names)} columns, found {len(fields)}")
-        for i, token in enumerate(fields):
-            if "\ufffd" in token and not _is_utf8(text):
-                return reject(i, "bytes that are not UTF-8 text; save the file as UTF-8")
-            if "\ufeff" in token:
-                return reject(i, "a byte-order mark (U+FEFF) inside the file; it may only "
-                              "start the file")
-        for i in layout.feature_idx:
-            token = fields[i]
-            if not token.strip():
-                return reject(i, "empty cell")
-            value = _parse_float(token)
-            if value is None:
-                return reject(i, f"{_short(token)} is not a number")
-            problem = value_problem(value)
-            if problem:
-                return reject(i, f"{_short(token)} {problem}")
-        if layout.label_idx is not None:
-            token = fields[layout.label_idx]
-            try:
-                string_array([token]).cast(pa.int64())
-            except (pa.ArrowInvalid, ValueError):
-                return reject(layout.label_idx, f"label {_short(token)} is not an integer")
-        return reject(None, "malformed CSV line")
 
     def consumed(self) -> int:
         return self._hashing.count
@@ -536,61 +341,3 @@ class LineError(InputDataError):
 
     def shifted(self, lines: int) -> LineError:
         return LineError(self.display, self.line + lines, self.problem)
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _line_start(fd: int, pos: int) -> int:
-    """The first offset at or after ``pos`` where a line starts (the file's size if none)."""
-    if pos <= 0:
-        return 0
-    offset = pos - 1
-    while chunk := os.pread(fd, 1 << 16, offset):
-        found = chunk.find(b"\n")
-        if found >= 0:
-            return offset + found + 1
-        offset += len(chunk)
-    return offset
-
-
-class _RangeReader(io.RawIOBase):
-    """Reads bytes ``[start, stop)`` of a file descriptor with pread (no shared position)."""
-
-    def __init__(self, fd: int, start: int, stop: int, *, owner: BinaryIO) -> None:
-        self._fd, self._pos, self._stop, self._owner = fd, start, stop, owner
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        if not self.closed:
-            self._owner.close()
-        super().close()
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        n = min(len(buffer), self._stop - self._pos)
-        if n <= 0:
-            return 0
-        data = os.pread(self._fd, n, self._pos)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-def _parse_float(token: str) -> float | None:
-    """The value pyarrow's parser gives a token, or None when it refuses it."""
-    try:
-        return string_array([token]).cast(pa.float64())[0].as_py()
-    except (pa.ArrowInvalid, ValueError):
-        return None
-
-
-def _short(token: str, limit: int = 40) -> str:
-    token = token.strip()
-    return repr(token if len(token) <= limit else token[:limit] + "...")

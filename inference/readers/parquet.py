@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -12,14 +12,13 @@ import pyarrow as pa
 from ..arrow import to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError
-from .base import Batch, ReadOptions, Reject, Source, as_feature_matrix
-from .csv import resolve_column
+from .base import Batch, ReadOptions, Reject, Source, as_feature_matrix, resolve_column
 
 
 class ParquetSource(Source):
     """Reads a Parquet file whose columns are 64 numeric features plus optional id and label."""
 
-    def __init__(self, stream: BinaryIO, display: str, options: ReadOptions) -> None:
+    def __init__(self, stream: io.BufferedIOBase, display: str, options: ReadOptions) -> None:
         import pyarrow.parquet as pq
 
         self.display = display
