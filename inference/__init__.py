@@ -7,8 +7,8 @@ numpy, onnxruntime and pyarrow only: importing this package never loads scikit-l
 >>> model.predict(X)                         # X: (N, 64) or (N, 8, 8), any real dtype
 >>> score_file("in.csv", "out.csv")          # streaming, atomic, returns a FileSummary
 
-The names below load their modules on first use: the command line parses its arguments (and
-starts ``local:N``'s fork server) before numpy, pyarrow and onnxruntime are imported.
+The names below load their modules on first use: the command line answers ``--help`` and
+usage errors before numpy, pyarrow and onnxruntime are imported.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "BatchSummary": "batch",
-    "FileSummary": "batch",
-    "ScoreOptions": "batch",
-    "score_file": "batch",
-    "score_files": "batch",
+    "BatchSummary": "summary",
+    "FileSummary": "summary",
+    "ScoreOptions": "options",
+    "score_file": "api",
+    "score_files": "api",
     "CheckResult": "check",
     "check_model": "check",
     "BusyError": "errors",
@@ -82,7 +82,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .batch import BatchSummary, FileSummary, ScoreOptions, score_file, score_files
+    from .api import score_file, score_files
     from .check import CheckResult, check_model
     from .errors import (
         BusyError,
@@ -96,4 +96,6 @@ if TYPE_CHECKING:
         WriteError,
     )
     from .model import Model, bundled_model_path
+    from .options import ScoreOptions
     from .readers import ReadOptions
+    from .summary import BatchSummary, FileSummary

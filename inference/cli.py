@@ -18,10 +18,10 @@ from . import errors
 from .contract import FEATURE_MAX, FEATURE_MIN
 from .errors import DigitsError
 from .formats import INPUT_FORMATS, OUTPUT_FORMATS
-from .local_cluster import start_fork_server
+from .options import check_run
 
 if TYPE_CHECKING:
-    from .batch import BatchSummary, FileSummary
+    from .summary import BatchSummary, FileSummary
 
 PROG = "digits-score"
 EXIT_CODES = f"""\
@@ -200,17 +200,16 @@ def run_check(argv: list[str]) -> int:
 
 
 def run_score(argv: list[str]) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.output is not None and args.out_dir is not None:
-        parser.error("give either -o/--output or --out-dir, not both")
-    # Before numpy, pyarrow and onnxruntime are imported here, so that local:N's fork server
-    # imports its share at the same time.
-    start_fork_server(args.scheduler)
-    from .batch import ScoreOptions, score_files
+    args = build_parser().parse_args(argv)
+    part_bytes = args.part_size << 20 if args.part_size is not None else None
+    # The same check score_files makes, before the model and the scoring stack load.
+    check_run(output=args.output, out_dir=args.out_dir, scheduler=args.scheduler,
+              part_bytes=part_bytes, threads=args.threads)
+    from .api import score_files
+    from .fsio import write_atomic_bytes
     from .model import Model
+    from .options import ScoreOptions
     from .readers import ReadOptions
-    from .writing import write_atomic_bytes
 
     _configure_threads(args.threads)
     model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
@@ -227,7 +226,7 @@ def run_score(argv: list[str]) -> int:
         force=args.force, progress=args.progress,
         on_file=lambda f: _report_file(f, args.quiet, args.verbose),
         scheduler=args.scheduler,
-        part_bytes=args.part_size << 20 if args.part_size else None,
+        part_bytes=part_bytes,
     )
     if not args.quiet and len(summary.files) > 1:
         _report_total(summary)

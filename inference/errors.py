@@ -35,6 +35,11 @@ class InputDataError(DigitsError, ValueError):
     exit_code = EXIT_DATAERR
 
 
+class InputChangedError(InputDataError):
+    """An input changed (was rewritten, truncated, appended to) while it was being scored;
+    running again will do."""
+
+
 class MissingInputError(DigitsError, FileNotFoundError):
     """An input file, directory or glob does not exist or matches nothing."""
 

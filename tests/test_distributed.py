@@ -334,80 +334,28 @@ def test_no_part_file_outlives_a_failed_split_file(inputs, tmp_path):
         assert [p.name for p in out.iterdir()] == [".digits-score.lock"]
 
 
-FORK_PROBE = """
+SPAWN_PROBE = """
 import json, os, sys
-from pathlib import Path
 
 from digits_onnx.inference.distributed import connect
-from digits_onnx.inference.local_cluster import start_fork_server
-
-
-def parent_process():
-    ppid = os.getppid()
-    return {
-        "pid": ppid,
-        "cmdline": Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\\0", b" ").decode(),
-        "onnxruntime": "onnxruntime" in Path(f"/proc/{ppid}/maps").read_text(),
-        "threads": len(os.listdir(f"/proc/{ppid}/task")),
-        "environ": dict(item.split("=", 1) for item in
-                        Path(f"/proc/{ppid}/environ").read_text().split("\\0") if "=" in item),
-    }
-
 
 if __name__ == "__main__":
-    if sys.argv[1] == "cli":
-        start_fork_server("local:2")
     with connect("local:2") as client:
-        parents = list(client.run(parent_process).values())
-    print(json.dumps({"parents": parents, "pid": os.getpid(),
-                      "pandas": "pandas" in sys.modules,
-                      "PYTHONSAFEPATH": os.environ.get("PYTHONSAFEPATH")}))
+        parents = list(client.run(os.getppid).values())
+    print(json.dumps({"parents": parents, "pid": os.getpid()}))
 """
 
 
-def _probe_local_workers(tmp_path: Path, mode: str) -> dict:
+def test_local_workers_start_the_way_dask_starts_them(tmp_path):
+    """local:N is a plain LocalCluster: Dask starts each worker from this process (its nanny
+    lives here), not from a fork server or another helper that could outlive the run."""
     script = tmp_path / "probe.py"
-    script.write_text(FORK_PROBE)
-    from digits_onnx.inference.local_cluster import PRE_SPAWN_ENVIRON
-
-    env = {k: v for k, v in os.environ.items()
-           if k not in (*PRE_SPAWN_ENVIRON, "PYTHONSAFEPATH")}
-    proc = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=tmp_path, env=env)
+    script.write_text(SPAWN_PROBE)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def test_the_command_line_forks_local_workers_from_a_single_threaded_fork_server(tmp_path):
-    """The fork server copies no thread into a worker (onnxruntime and pyarrow are not
-    preloaded, numpy runs one thread), gives the workers Dask's pre-spawn environment, and
-    leaves this process's environment and imports as they were."""
-    import importlib.util
-
-    import dask
-
-    # What Dask's nanny sets before it starts a worker.
-    dask_pre_spawn = {name: str(value) for name, value in
-                      dask.config.get("distributed.nanny.pre-spawn-environ").items()}
-    dask_pre_spawn["PYTHONHASHSEED"] = "6640"
-    seen = _probe_local_workers(tmp_path, "cli")
-    assert len(seen["parents"]) == 2
-    for parent in seen["parents"]:
-        assert parent["pid"] != seen["pid"]
-        assert "multiprocessing.forkserver" in parent["cmdline"]
-        assert parent["threads"] == 1
-        assert not parent["onnxruntime"]
-        started_with = {name: parent["environ"].get(name) for name in dask_pre_spawn}
-        assert started_with == dask_pre_spawn
-    assert seen["PYTHONSAFEPATH"] is None
-    if importlib.util.find_spec("pandas") is not None:
-        assert not seen["pandas"], "Dask imported pandas into the client for its preload list"
-
-
-def test_the_python_api_spawns_local_workers(tmp_path):
-    """A long-lived process keeps Dask's start method: no fork server outlives the run."""
-    seen = _probe_local_workers(tmp_path, "api")
-    assert [p["pid"] for p in seen["parents"]] == [seen["pid"], seen["pid"]]
+    seen = json.loads(proc.stdout)
+    assert seen["parents"] == [seen["pid"], seen["pid"]]
 
 
 def test_the_command_line_on_local_workers_writes_the_local_outputs(inputs, tmp_path):
@@ -425,9 +373,8 @@ def test_the_command_line_on_local_workers_writes_the_local_outputs(inputs, tmp_
     assert "dirty.rejects.csv" in _files(tmp_path / "cluster")
 
 
-def test_the_fork_server_never_imports_from_the_current_directory(tmp_path):
-    """The fork server is a ``python -c`` process: without care, a numpy.py beside the user's
-    files would run in it and in every worker."""
+def test_local_workers_never_import_from_the_current_directory(tmp_path):
+    """A worker process must not run a numpy.py that lies beside the user's files."""
     import sysconfig
 
     script = Path(sysconfig.get_path("scripts")) / "digits-score"

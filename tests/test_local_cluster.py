@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from digits_onnx.inference.cli import main
-from digits_onnx.inference.local_cluster import local_workers
+from digits_onnx.inference.options import local_workers
 
 REPO = Path(__file__).resolve().parent.parent
 

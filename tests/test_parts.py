@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from digits_onnx.inference import ReadOptions, ScoreOptions, score_files
-from digits_onnx.inference.batch import failed_summary
 from digits_onnx.inference.distributed import _cuts, join_parts, part_path, score_part
 from digits_onnx.inference.errors import DigitsError, ReadError
+from digits_onnx.inference.summary import failed_summary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -229,6 +229,6 @@ def test_a_part_that_cannot_be_written_leaks_no_descriptor(tmp_path, model):
     (".a.csv.state.json", None),
 ])
 def test_leftovers_map_to_the_file_they_were_for(name, target):
-    from digits_onnx.inference.batch import _leftover_of
+    from digits_onnx.inference.fsio import leftover_of
 
-    assert _leftover_of(name) == target
+    assert leftover_of(name) == target

@@ -1,20 +1,14 @@
-"""Writing predictions: one writer per format, always through an atomic temporary file.
-
-A kill at any moment leaves either no output or a complete one: data goes to a temporary file
-created exclusively in the destination directory, is fsynced, then renamed into place.
-"""
+"""Writing predictions: one writer per format, to a temporary file (see :mod:`.fsio`) or a
+stream, and the reject report."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -22,8 +16,9 @@ import pyarrow.csv as pacsv
 
 from .arrow import to_numpy
 from .contract import N_CLASSES
-from .errors import OutputError, UsageError, WriteError
-from .formats import OUTPUT_FORMATS, output_format_of
+from .errors import UsageError
+from .formats import output_format_of
+from .fsio import write_atomic_bytes
 from .readers import Reject
 
 STDOUT = "-"
@@ -31,12 +26,9 @@ PROBA_COLUMNS = [f"p{k}" for k in range(N_CLASSES)]
 
 
 def detect_output_format(path: str | None, given: str | None) -> str:
-    """The output format from ``--output-format``, else the output's extension, else CSV."""
+    """The output format from ``--output-format`` (checked by ScoreOptions), else the output's
+    extension, else CSV."""
     if given is not None:
-        if given not in OUTPUT_FORMATS:
-            raise UsageError(
-                f"unknown output format {given!r}; choose from {', '.join(OUTPUT_FORMATS)}"
-            )
         return given
     if path is None or path == STDOUT:
         return "csv"
@@ -52,75 +44,21 @@ def output_schema(id_name: str | None, proba: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+class Writer(Protocol):
+    """What the scoring loop writes prediction tables to: a format's writer, or a part file of
+    a split file on a cluster."""
+
+    #: Rows written so far.
+    rows: int
+
+    def write(self, table: pa.Table) -> None: ...
+
+    def close(self) -> None:
+        """Finish the file (footer, header fix-up) and release it."""
 
 
-class AtomicFile:
-    """A temporary file beside ``dst`` that becomes ``dst`` on commit and vanishes otherwise."""
-
-    def __init__(self, dst: Path) -> None:
-        self.dst = dst
-        try:
-            fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-        except FileNotFoundError:
-            raise OutputError(f"{dst}: the output directory {dst.parent} does not exist") from None
-        except PermissionError:
-            raise OutputError(f"{dst}: cannot create files in {dst.parent}") from None
-        except OSError as exc:
-            raise OutputError(f"{dst}: cannot create output ({exc.strerror})") from None
-        os.fchmod(fd, 0o666 & ~_umask())
-        os.close(fd)
-        self.tmp = Path(tmp)
-
-    def commit(self) -> None:
-        """Make the finished temporary file durable, then rename it over ``dst``."""
-        try:
-            fd = os.open(self.tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self.tmp, self.dst)
-        except OSError as exc:
-            self.discard()
-            raise WriteError(f"{self.dst}: cannot finish writing ({exc.strerror})") from None
-        fsync_directory(self.dst.parent)
-
-    def discard(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
-
-
-def fsync_directory(directory: Path) -> None:
-    """Persist a rename: fsync the directory entry (best effort where it is unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic_bytes(dst: Path, data: bytes) -> None:
-    """Write a small file (a summary, a state record) atomically."""
-    out = AtomicFile(dst)
-    try:
-        out.tmp.write_bytes(data)
-    except OSError as exc:
-        out.discard()
-        raise WriteError(f"{dst}: cannot write ({exc.strerror})") from None
-    out.commit()
-
-
-class Writer:
-    """Writes tables of predictions in one format to a path or a binary stream."""
+class TableWriter:
+    """Base of the format writers: counts the rows; a subclass writes them."""
 
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
         self.sink = sink
@@ -138,7 +76,7 @@ class Writer:
         """Finish the file (footer, header fix-up) and release it."""
 
 
-class CsvWriter(Writer):
+class CsvWriter(TableWriter):
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
         super().__init__(sink, schema)
         plain = all(name.isidentifier() for name in schema.names)
@@ -153,7 +91,7 @@ class CsvWriter(Writer):
         self._writer.close()
 
 
-class ParquetWriter(Writer):
+class ParquetWriter(TableWriter):
     """Row groups of a fixed size, whatever the input's batches: the same rows always give the
     same bytes, however they were read (whole, in parts, on a cluster)."""
 
@@ -189,7 +127,7 @@ class ParquetWriter(Writer):
         self._writer.close()
 
 
-class JsonlWriter(Writer):
+class JsonlWriter(TableWriter):
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
         super().__init__(sink, schema)
         self._own = isinstance(sink, Path)
@@ -211,7 +149,7 @@ class JsonlWriter(Writer):
             self._fh.flush()
 
 
-class NpyWriter(Writer):
+class NpyWriter(TableWriter):
     """A 1-D structured array; the row count in the header is fixed up when the file closes."""
 
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
@@ -240,22 +178,23 @@ class NpyWriter(Writer):
 
     def _write(self, table: pa.Table) -> None:
         records = np.empty(table.num_rows, dtype=self.dtype)
-        for name in self.dtype.names:
+        for name in self.dtype.names or ():
             records[name] = to_numpy(table.column(name))
         self._fh.write(records.tobytes())
 
     def close(self) -> None:
         self._fh.seek(0)
         self._fh.write(self._header(self.rows, self._header_len))
-        if self._seekable:
-            self._fh.close()
+        if isinstance(self._fh, io.BytesIO) and not isinstance(self.sink, Path):
+            self.sink.write(self._fh.getvalue())
+            self.sink.flush()
         else:
-            stream = self.sink
-            stream.write(self._fh.getvalue())  # type: ignore[union-attr]
-            stream.flush()  # type: ignore[union-attr]
+            self._fh.close()
 
 
-_WRITERS = {"csv": CsvWriter, "parquet": ParquetWriter, "jsonl": JsonlWriter, "npy": NpyWriter}
+_WRITERS: dict[str, type[TableWriter]] = {
+    "csv": CsvWriter, "parquet": ParquetWriter, "jsonl": JsonlWriter, "npy": NpyWriter,
+}
 
 
 def open_writer(fmt: str, sink: Path | BinaryIO, schema: pa.Schema) -> Writer:

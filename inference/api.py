@@ -1,0 +1,110 @@
+"""The scoring API: :func:`score_file` and :func:`score_files`, which the command line calls.
+
+``score_files`` plans the run (:mod:`.plan`), locks the output directories, and runs the
+per-file pipeline (:mod:`.pipeline`) on each input, here or on a Dask cluster
+(:mod:`.distributed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import DigitsError
+from .fsio import output_lock, remove_leftovers
+from .model import Model
+from .options import ScoreOptions, check_run
+from .pipeline import score_one
+from .plan import hold_outputs, leftover_names, plan_run
+from .readers import STDIN
+from .summary import BatchSummary, FileSummary, failed_summary
+from .writers import STDOUT
+
+
+def score_file(src: str, dst: str | Path, *, model: Model | None = None,
+               options: ScoreOptions | None = None, force: bool = False,
+               rejects_path: str | Path | None = None,
+               progress: Callable[[int], None] | None = None) -> FileSummary:
+    """Score one input file into ``dst`` (``-`` for stdout) and return what happened.
+
+    Raises the library's errors (InputDataError, OutputError, ...) when the file fails; the
+    output then does not appear. Takes the output directory's lock for the duration.
+    """
+    model = model or Model.load()
+    options = options or ScoreOptions()
+    dst_s = str(dst)
+    if dst_s == STDOUT:
+        return score_one(src, dst_s, model, options, force=force, rejects_path=rejects_path,
+                         progress=progress)
+    with output_lock(Path(dst_s).parent):
+        remove_leftovers(leftover_names([(src, dst_s)]))
+        return score_one(src, dst_s, model, options, force=force, rejects_path=rejects_path,
+                         progress=progress)
+
+
+def score_files(inputs: list[str], *, output: str | None = None,
+                out_dir: str | Path | None = None, model: Model | None = None,
+                options: ScoreOptions | None = None, force: bool = False,
+                progress: bool | None = None,
+                on_file: Callable[[FileSummary], None] | None = None,
+                scheduler: object | None = None, part_bytes: int | None = None) -> BatchSummary:
+    """Score many inputs (files, directories, globs); one bad file does not stop the others.
+
+    Each file's failure is recorded in its summary; the returned summary's ``exit_code`` says
+    whether all, some or none were scored. With ``scheduler`` (a ``distributed.Client``, an
+    address or ``local:N``) the work runs on a Dask cluster with the same results; see
+    :mod:`digits_onnx.inference.distributed`.
+    """
+    check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes)
+    if scheduler is not None:
+        from .distributed import score_files_on_cluster
+
+        return score_files_on_cluster(
+            inputs, scheduler=scheduler, output=output, out_dir=out_dir, model=model,
+            options=options, force=force, progress=progress, on_file=on_file,
+            part_bytes=part_bytes)
+    started = time.perf_counter()
+    model = model or Model.load()
+    plan = plan_run(inputs, output, out_dir, options)
+    summary = BatchSummary(files=[], model_sha256=model.sha256)
+    bar = _progress_bar(plan.files, progress)
+    with contextlib.ExitStack() as stack:
+        hold_outputs(stack, plan.pairs)
+        for src, dst in plan.pairs:
+            done = [0]
+
+            def advance(consumed: int, done: list[int] = done) -> None:
+                if bar is not None:
+                    bar.update(max(0, consumed - done[0]))
+                    done[0] = consumed
+
+            try:
+                result = score_one(src, dst, model, plan.options, force=force, progress=advance)
+            except DigitsError as exc:
+                result = failed_summary(src, exc)
+            summary.files.append(result)
+            if on_file is not None:
+                on_file(result)
+    if bar is not None:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _progress_bar(files: list[str], enabled: bool | None) -> Any:
+    """A byte-counting tqdm bar on a terminal; nothing in cron logs or pipes."""
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            total += 0 if f == STDIN else os.path.getsize(f)
+    return tqdm(total=total or None, unit="B", unit_scale=True, leave=False, file=sys.stderr,
+                desc="scoring")

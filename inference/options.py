@@ -1,0 +1,77 @@
+"""Every option a scoring run takes, and the one place each is checked.
+
+The command line only parses its arguments into these; the library raises ``UsageError`` for
+a bad value or combination, and the command line reports it (exit 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .formats import OUTPUT_FORMATS
+from .readers.base import ReadOptions
+
+#: What a bad row does to its file: ``fail`` it, or ``skip`` the row into a reject report.
+ON_ERROR = ("fail", "skip")
+#: Threads one process may ask for: more than any machine this runs on has cores.
+MAX_THREADS = 1024
+#: Files larger than this are cut into parts on a cluster (``--part-size``).
+DEFAULT_PART_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Everything that decides what an output contains (and so whether it is up to date)."""
+
+    read: ReadOptions = field(default_factory=ReadOptions)
+    output_format: str | None = None
+    proba: bool = False
+    on_error: str = "fail"
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.output_format is not None and self.output_format not in OUTPUT_FORMATS:
+            raise UsageError(f"unknown output format {self.output_format!r}; choose from "
+                             f"{', '.join(OUTPUT_FORMATS)}")
+        if self.on_error not in ON_ERROR:
+            raise UsageError(f"--on-error must be one of {', '.join(ON_ERROR)}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        read = asdict(self.read)
+        read.pop("chunk_bytes")
+        read.pop("chunk_rows")
+        return {"read": read, "output_format": self.output_format, "proba": self.proba,
+                "on_error": self.on_error, "strict": self.strict}
+
+
+def local_workers(scheduler: object) -> int | None:
+    """N for ``local:N``, None for anything else (a Client, an address)."""
+    if not isinstance(scheduler, str) or not scheduler.startswith("local:"):
+        return None
+    try:
+        n = int(scheduler.split(":", 1)[1])
+        if n < 1:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--scheduler {scheduler}: expected local:N with N >= 1") from None
+    return n
+
+
+def check_run(*, output: str | None = None, out_dir: str | Path | None = None,
+              scheduler: object | None = None, part_bytes: int | None = None,
+              threads: int | None = None) -> None:
+    """The rules between a run's options, checked before anything is loaded or read."""
+    if output is not None and out_dir is not None:
+        raise UsageError("give either -o/--output or --out-dir, not both")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be a whole number from 1 to {MAX_THREADS}")
+    if scheduler is None:
+        if part_bytes is not None:
+            raise UsageError("--part-size applies to --scheduler runs only")
+        return
+    local_workers(scheduler)
+    if part_bytes is not None and part_bytes < 1:
+        raise UsageError("the part size must be positive")

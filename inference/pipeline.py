@@ -1,0 +1,282 @@
+"""The per-file pipeline: read -> check -> score -> write -> commit -> record.
+
+Both engines run it: the local one file after file, the Dask one inside its tasks (a split
+file's join runs the same end: :func:`write_output` then :func:`finish_file`). A fix here
+fixes every engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .arrow import from_numpy
+from .contract import FEATURE_MAX, FEATURE_MIN, N_CLASSES
+from .errors import (
+    InputChangedError,
+    InputDataError,
+    MissingInputError,
+    OutputError,
+    ReadError,
+    read_error,
+    write_error,
+)
+from .fsio import AtomicFile
+from .model import Model
+from .options import ScoreOptions
+from .plan import rejects_path_for
+from .readers import STDIN, Batch, Reject, Source, open_source
+from .readers.base import check_values, first_out_of_range_column, out_of_range_rows
+from .state import StatKey, changed, read_state, same_file, stat_key, up_to_date, write_state
+from .summary import FileSummary, Tally
+from .writers import STDOUT, Writer, detect_output_format, open_writer, output_schema, stdout_sink
+from .writers import write_rejects as write_reject_report
+
+#: Called with the bytes of the input consumed so far (a progress bar).
+Progress = Callable[[int], None]
+
+
+def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force: bool = False,
+              rejects_path: str | Path | None = None, progress: Progress | None = None,
+              run_id: str | None = None) -> FileSummary:
+    """Score one input into ``dst`` (``-`` for stdout), or skip it when ``dst`` is up to date.
+
+    Raises the library's errors when the file fails; nothing then appears under ``dst``. The
+    caller holds the output directory's lock. ``run_id`` names the run (a cluster task that
+    Dask runs twice must report the same file the same way).
+    """
+    started = time.perf_counter()
+    to_stdout = dst == STDOUT
+    if not to_stdout and same_file(src, Path(dst)):
+        raise OutputError(f"{dst}: the output would overwrite its own input")
+    if src != STDIN and not os.path.exists(src):
+        raise MissingInputError(f"{src}: no such file")
+    if not to_stdout and not force:
+        skipped = skipped_summary(src, Path(dst), model, options, started, run_id)
+        if skipped is not None:
+            return skipped
+    before = stat_key(src)
+    source = open_source(src, options.read)
+    try:
+        fmt = detect_output_format(None if to_stdout else dst, options.output_format)
+        tally, digest = write_output(
+            src, dst, fmt, output_schema(source.id_name, options.proba),
+            lambda writer: score_stream(source, model, options, writer, dst, progress),
+            before=before, display=source.display, digest=source.digest,
+            expected_rows=getattr(source, "n_rows", None))
+    finally:
+        source.close()
+    rejects_at = Path(rejects_path) if rejects_path else rejects_path_for(src, dst)
+    return finish_file(FileSummary(input=src, output=dst), tally, src, dst, before, digest,
+                       model.sha256, options, rejects_at, started, run_id)
+
+
+def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
+                 fill: Callable[[Writer], Tally], *, before: StatKey | None, display: str,
+                 digest: Callable[[], str | None],
+                 expected_rows: int | None = None) -> tuple[Tally, str | None]:
+    """Write an output through ``fill``, check it and commit it: the end of every engine's
+    pipeline. Returns the tally and the input's sha256.
+
+    The output goes to a temporary file renamed into place only when every row is accounted
+    for and the input did not change meanwhile; on any failure nothing is left under ``dst``.
+    """
+    out = None if dst == STDOUT else AtomicFile(Path(dst))
+    writer: Writer | None = None
+    try:
+        try:
+            writer = open_writer(fmt, stdout_sink() if out is None else out.tmp, schema)
+        except OSError as exc:  # the header is written at once: a full disk shows here
+            raise write_error(dst, exc) from None
+        tally = fill(writer)
+        written = writer.rows
+        closing, writer = writer, None
+        try:
+            closing.close()
+        except OSError as exc:
+            raise write_error(dst, exc) from None
+        check_accounting(display, tally, written, expected_rows)
+        if before is not None and changed(src, before):
+            raise InputChangedError(f"{src}: the file changed while it was being scored; "
+                                    "run again")
+        if tally.rows == 0:
+            raise InputDataError(f"{display}: the file has no data rows")
+        sha256 = digest()
+        if out is not None:
+            out.commit()
+    except (InputDataError, ReadError) as exc:
+        abandon(writer, out)
+        if before is not None and not isinstance(exc, InputChangedError) and changed(src, before):
+            # A ragged last line or a short read is what a file cut mid-read looks like;
+            # name the cause, not the symptom.
+            raise InputChangedError(
+                f"{src}: the file changed while it was being scored ({exc}); run again"
+            ) from None
+        raise
+    except OSError as exc:
+        abandon(writer, out)
+        raise read_error(src, exc) from None
+    except BaseException:
+        abandon(writer, out)
+        raise
+    return tally, sha256
+
+
+def abandon(writer: Writer | None, out: AtomicFile | None) -> None:
+    """Close a half-written output and delete it: a failed file leaves nothing behind."""
+    if writer is not None:
+        with contextlib.suppress(Exception):
+            writer.close()
+    if out is not None:
+        out.discard()
+
+
+def prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """Parse the next batch on a thread while the caller scores and writes this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="digits-read") as reader:
+        ahead = reader.submit(next, batches, None)
+        while (batch := ahead.result()) is not None:
+            ahead = reader.submit(next, batches, None)
+            yield batch
+
+
+def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Writer,
+                 dst: str, progress: Progress | None = None, *,
+                 fail_fast: bool = True) -> Tally:
+    """Score every batch of ``source`` into ``writer``: the loop the local engine and each
+    part of a split file on a cluster share.
+
+    With ``--on-error fail`` the first reject raises InputDataError; with ``fail_fast=False``
+    (a part, whose line numbers are not final yet) it stops and leaves the rejects to report.
+    """
+    tally = Tally()
+    has_truth = options.read.label_column is not None
+    schema = output_schema(source.id_name, options.proba)
+    for batch in prefetch(source.batches()):
+        batch.feature_columns = source.feature_columns
+        batch.column_names = source.column_names
+        range_check(batch, options.strict, tally)
+        if batch.rejects and options.on_error == "fail":
+            if fail_fast:
+                first = batch.rejects[0]
+                raise InputDataError(f"{source.display}: {first.where()}: {first.reason}")
+            tally.rejects.extend(batch.rejects)
+            tally.stopped = True
+            return tally
+        labels, proba = model.run(batch.X)
+        try:
+            writer.write(prediction_table(batch, labels, proba, schema))
+        except OSError as exc:
+            raise write_error(dst, exc) from None
+        tally.rows += batch.n_rows
+        tally.scored += len(labels)
+        tally.rejects.extend(batch.rejects)
+        if has_truth and batch.truth is not None:
+            tally.add_truth(batch.truth, labels)
+        if progress is not None:
+            progress(source.consumed())
+    return tally
+
+
+def range_check(batch: Batch, strict: bool, tally: Tally) -> None:
+    """Count rows outside 0..16; under --strict they become rejects."""
+    if check_values(batch.X, batch.extrema())[1]:
+        return
+    mask = out_of_range_rows(batch.X)
+    tally.out_of_range += int(mask.sum())
+    if not strict:
+        return
+    idx = np.flatnonzero(mask)
+    lines = batch.line_numbers(idx)
+    names = batch.column_names
+    for i, line in zip(idx, lines, strict=True):
+        k = first_out_of_range_column(batch.X[i])
+        column = batch.feature_columns[k] if batch.feature_columns else k
+        batch.rejects.append(Reject(
+            int(batch.rows[i]), line, column + 1, names[column] if names else None,
+            f"value {float(batch.X[i, k]):g} is outside the training range "
+            f"{FEATURE_MIN:g}..{FEATURE_MAX:g} (--strict)",
+        ))
+    batch.rejects.sort(key=lambda r: r.row)
+    batch.keep(~mask)
+
+
+def prediction_table(batch: Batch, labels: np.ndarray, proba: np.ndarray,
+                     schema: pa.Schema) -> pa.Table:
+    """One output table: the key (id or row number), label, confidence and p0..p9."""
+    key = batch.ids if batch.ids is not None else from_numpy(batch.rows.astype(np.int64))
+    columns = [key, from_numpy(labels.astype(np.int64)), from_numpy(proba.max(axis=1))]
+    if len(schema) > 3:
+        columns += [from_numpy(proba[:, k]) for k in range(N_CLASSES)]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def check_accounting(display: str, tally: Tally, written: int,
+                     expected: int | None = None) -> None:
+    """Input rows = scored + rejected, and every scored row was written: never lose a row."""
+    expected = tally.rows if expected is None else expected
+    if tally.rows != expected or tally.rows != tally.scored + len(tally.rejects) or (
+        written != tally.scored
+    ):
+        raise RuntimeError(
+            f"{display}: row accounting failed: {expected} rows in the input, "
+            f"{tally.rows} read, {tally.scored} scored, {len(tally.rejects)} rejected, "
+            f"{written} written"
+        )
+
+
+def finish_file(summary: FileSummary, tally: Tally, src: str, dst: str,
+                before: StatKey | None, digest: str | None, model_sha256: str,
+                options: ScoreOptions, rejects_at: Path, started: float,
+                run_id: str | None = None) -> FileSummary:
+    """After the output is committed: fill the summary, write the reject report and the
+    up-to-date record beside the output."""
+    to_stdout = dst == STDOUT
+    summary.rows, summary.scored = tally.rows, tally.scored
+    summary.rejected, summary.out_of_range = len(tally.rejects), tally.out_of_range
+    if options.read.label_column is not None:
+        summary.correct, summary.labelled = tally.correct, tally.labelled
+        summary.confusion = tally.confusion.tolist()
+    if tally.rejects:
+        write_reject_report(rejects_at, tally.rejects)
+        summary.rejects_file = str(rejects_at)
+    elif not to_stdout and rejects_at.exists():
+        rejects_at.unlink()
+    summary.seconds = time.perf_counter() - started
+    if not to_stdout:
+        write_state(src, Path(dst), before, digest, model_sha256, options.fingerprint(),
+                    asdict(summary), run_id)
+    return summary
+
+
+def skipped_summary(src: str, dst: Path, model: Model, options: ScoreOptions,
+                    started: float, run_id: str | None = None) -> FileSummary | None:
+    """The summary of the run that wrote ``dst``, when it is up to date (else None).
+
+    When that run is this one (``run_id``: a cluster task that ran twice), the file counts
+    as scored, not skipped: the summary must not depend on retries.
+    """
+    state = up_to_date(src, dst, model.sha256, options.fingerprint())
+    if state is None:
+        return None
+    summary = FileSummary(**{**state["summary"], "input": src, "output": str(dst)})
+    if run_id is None or state.get("run_id") != run_id:
+        summary.status = "skipped"
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def recorded_summary(src: str, dst: str, run_id: str) -> FileSummary | None:
+    """The summary this run (``run_id``) recorded for ``dst``, if it already committed it."""
+    state = read_state(Path(dst))
+    if state and state.get("run_id") == run_id:
+        return FileSummary(**{**state["summary"], "input": src, "output": dst})
+    return None
