@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in median.items():
         runs = " ".join(f"{v:.2f}" for v in times[name])
         print(f"  {name:<16} {value:7.2f} s   (runs: {runs})")
-    print(f"  whole / parts on local:2      {median['local:2 whole'] / median['local:2 parts']:.2f}x")
-    print(f"  parts on local:2 / local      {median['local:2 parts'] / median['local']:.2f}x")
+    parts, whole, local = median["local:2 parts"], median["local:2 whole"], median["local"]
+    print(f"  whole / parts on local:2      {whole / parts:.2f}x")
+    print(f"  parts on local:2 / local      {parts / local:.2f}x")
 
 
 if __name__ == "__main__":
