@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # ModelProto
 _MODEL_GRAPH, _MODEL_OPSET_IMPORT, _MODEL_FUNCTIONS = 7, 8, 25
@@ -52,43 +53,53 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
-    """(field number, wire type, value) of each field; length-delimited values as memoryviews."""
+class _Field(NamedTuple):
+    number: int
+    wire: int
+    #: The value of a varint field (wire type 0); 0 for the other types.
+    varint: int
+    #: The bytes of a length-delimited or fixed-width field; empty for a varint.
+    data: memoryview
+
+
+def _fields(buf: memoryview) -> Iterator[_Field]:
+    """Each field of a message, in order; length-delimited values as memoryviews."""
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        varint, data = 0, buf[pos:pos]
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            varint, pos = _varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
+            data, pos = buf[pos:pos + 8], pos + 8
         elif wire == 2:
             length, pos = _varint(buf, pos)
             if pos + length > len(buf):
                 raise WireError("a field runs past the end of the message")
-            value, pos = buf[pos:pos + length], pos + length
+            data, pos = buf[pos:pos + length], pos + length
         elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
+            data, pos = buf[pos:pos + 4], pos + 4
         else:
             raise WireError(f"unsupported wire type {wire}")
         if pos > len(buf):
             raise WireError("a field runs past the end of the message")
-        yield number, wire, value
+        yield _Field(number, wire, varint, data)
 
 
-def _text(value: object) -> str:
-    return bytes(value).decode("utf-8", errors="replace")  # type: ignore[arg-type]
+def _text(data: memoryview) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
 
 
 def _scan_tensor(buf: memoryview, facts: ModelFacts) -> None:
     name, external = "", False
-    for number, wire, value in _fields(buf):
+    for number, wire, varint, data in _fields(buf):
         if number == _TENSOR_NAME and wire == 2:
-            name = _text(value)
+            name = _text(data)
         elif number == _TENSOR_EXTERNAL_DATA and wire == 2:
             external = True
         elif number == _TENSOR_DATA_LOCATION and wire == 0:
-            external = external or value == _EXTERNAL
+            external = external or varint == _EXTERNAL
     if external:
         facts.external_tensors.append(name)
 
@@ -96,33 +107,33 @@ def _scan_tensor(buf: memoryview, facts: ModelFacts) -> None:
 def _scan_graph(buf: memoryview, facts: ModelFacts, depth: int = 0) -> None:
     if depth > 32:
         raise WireError("subgraphs nested too deeply")
-    for number, wire, value in _fields(buf):
+    for number, wire, _, data in _fields(buf):
         if wire != 2:
             continue
         if number == _GRAPH_NODE:
-            _scan_node(value, facts, depth)  # type: ignore[arg-type]
+            _scan_node(data, facts, depth)
         elif number == _GRAPH_INITIALIZER:
-            _scan_tensor(value, facts)  # type: ignore[arg-type]
+            _scan_tensor(data, facts)
         elif number == _GRAPH_SPARSE_INITIALIZER:
             # A SparseTensorProto holds its values (1) and indices (2) as TensorProtos.
-            for n2, w2, v2 in _fields(value):  # type: ignore[arg-type]
+            for n2, w2, _, d2 in _fields(data):
                 if w2 == 2 and n2 in (1, 2):
-                    _scan_tensor(v2, facts)  # type: ignore[arg-type]
+                    _scan_tensor(d2, facts)
 
 
 def _scan_node(buf: memoryview, facts: ModelFacts, depth: int) -> None:
     op_type, domain = "", ""
-    for number, wire, value in _fields(buf):
+    for number, wire, _, data in _fields(buf):
         if wire != 2:
             continue
         if number == _NODE_OP_TYPE:
-            op_type = _text(value)
+            op_type = _text(data)
         elif number == _NODE_DOMAIN:
-            domain = _text(value)
+            domain = _text(data)
         elif number == _NODE_ATTRIBUTE:
-            for n2, w2, v2 in _fields(value):  # type: ignore[arg-type]
+            for n2, w2, _, d2 in _fields(data):
                 if w2 == 2 and n2 in (_ATTR_GRAPH, _ATTR_GRAPHS):
-                    _scan_graph(v2, facts, depth + 1)  # type: ignore[arg-type]
+                    _scan_graph(d2, facts, depth + 1)
     facts.node_domains.append((domain, op_type))
 
 
@@ -130,18 +141,18 @@ def scan_model(data: bytes) -> ModelFacts:
     """Read the operator domains, local functions and external tensors of a serialized model."""
     facts = ModelFacts()
     graphs = 0
-    for number, wire, value in _fields(memoryview(data)):
+    for number, wire, _, value in _fields(memoryview(data)):
         if wire != 2:
             continue
         if number == _MODEL_OPSET_IMPORT:
             domain = ""
-            for n2, w2, v2 in _fields(value):  # type: ignore[arg-type]
+            for n2, w2, _, v2 in _fields(value):
                 if n2 == _OPSET_DOMAIN and w2 == 2:
                     domain = _text(v2)
             facts.opset_domains.append(domain)
         elif number == _MODEL_GRAPH:
             graphs += 1
-            _scan_graph(value, facts)  # type: ignore[arg-type]
+            _scan_graph(value, facts)
         elif number == _MODEL_FUNCTIONS:
             facts.n_functions += 1
     if graphs != 1:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
+import pyarrow as pa
 
 from ..arrow import from_numpy
 from ..contract import FEATURE_MAX, FEATURE_MIN, N_FEATURES
@@ -86,7 +87,8 @@ class Batch:
     X: np.ndarray
     rows: np.ndarray
     n_rows: int
-    ids: object | None = None
+    #: The input's id column (an Arrow array), when it has one.
+    ids: pa.Array | None = None
     truth: np.ndarray | None = None
     lines: np.ndarray | None = None
     rejects: list[Reject] = field(default_factory=list)
@@ -131,6 +133,8 @@ class Batch:
 class Source:
     """An opened input: its batches, plus what the summary needs to know about it."""
 
+    #: The input as messages name it: its path, or ``<stdin>``.
+    display: str
     #: Name of the id column in the output, when the input carries ids.
     id_name: str | None = None
     #: Name of each feature column, for messages (column numbers are 1-based).
@@ -139,6 +143,11 @@ class Source:
 
     def batches(self) -> Iterator[Batch]:
         raise NotImplementedError
+
+    def restrict(self, begin: int, stop: int) -> None:
+        """Read only one part of the input, before :meth:`batches` (formats that can say
+        what ``begin`` and ``stop`` count)."""
+        raise UsageError(f"{self.display}: this format cannot be read in parts")
 
     def consumed(self) -> int:
         """Bytes of the input read so far, for progress bars."""
@@ -201,7 +210,7 @@ def resolve_column(spec: str | int, names: list[str], has_header: bool, what: st
 
 def out_of_range_rows(X: np.ndarray) -> np.ndarray:
     """Boolean mask of rows with a value outside the training range 0..16."""
-    return ((X < FEATURE_MIN) | (X > FEATURE_MAX)).any(axis=1)
+    return np.any((X < FEATURE_MIN) | (X > FEATURE_MAX), axis=1)
 
 
 def first_out_of_range_column(row: np.ndarray) -> int:
