@@ -1,6 +1,6 @@
 """Benchmark digits-score against named baselines, all measured in one run.
 
-    python bench/bench_scoring.py [--rows 1000000] [--repeat 3] [--skip-slow]
+    python bench/bench_scoring.py [--rows 1000000] [--repeat 3] [--skip-slow] [--before DIR]
 
 Every measurement is a fresh process (imports included), repeated and reduced to the median,
 with the contenders interleaved so machine noise hits them alike. Peak RSS comes from
@@ -10,11 +10,15 @@ with the contenders interleaved so machine noise hits them alike. Peak RSS comes
   (b) the tutorial's way: np.loadtxt, scikit-learn predict, np.savetxt
   (c) the usual script: pandas read_csv, scikit-learn predict_proba, to_csv
   (n) np.load of the NPY file plus np.save of a labels array
+
+``--before DIR`` also times the scorer of an earlier checkout (``git worktree add DIR REV``),
+interleaved with this one, and prints after / before ratios: a change must not slow it down.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import statistics
 import subprocess
@@ -66,22 +70,40 @@ def sklearn_model(path: Path) -> Path:
     return path
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
+def before_command(checkout: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run an earlier checkout's scorer from its source
+    folder: under ``digits_onnx`` (linked into a temporary folder, as it installs) or, before
+    the packages moved there, as the top-level ``inference``."""
+    checkout = checkout.resolve()
+    links = Path(tempfile.mkdtemp(prefix="digits-before-"))
+    if (checkout / "digits_onnx" / "__init__.py").exists():
+        (links / "digits_onnx").mkdir()
+        (links / "digits_onnx" / "__init__.py").symlink_to(checkout / "digits_onnx" / "__init__.py")
+        (links / "digits_onnx" / "inference").symlink_to(checkout / "inference")
+        module = "digits_onnx.inference"
+    else:
+        (links / "inference").symlink_to(checkout / "inference")
+        module = "inference"
+    return [PY, "-m", module], {**os.environ, "PYTHONPATH": str(links)}
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (MB) of one fresh process."""
     start = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True,
-                          check=False)
+                          check=False, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
     return wall, int(proc.stderr.strip().splitlines()[-1]) // 1024
 
 
-def measure(contenders: dict[str, list[str]], repeat: int) -> dict[str, tuple[float, int]]:
+def measure(contenders: dict[str, list[str]], repeat: int,
+            env: dict[str, dict[str, str]] | None = None) -> dict[str, tuple[float, int]]:
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in contenders}
     for _ in range(repeat):
         for name, cmd in contenders.items():
-            results[name].append(timed(cmd))
+            results[name].append(timed(cmd, (env or {}).get(name)))
     return {name: (statistics.median(w for w, _ in runs), max(m for _, m in runs))
             for name, runs in results.items()}
 
@@ -99,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-slow", action="store_true", help="skip np.loadtxt (b)")
     parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="an earlier checkout to time against, interleaved")
     args = parser.parse_args(argv)
     make_data(["--rows", str(args.rows), "--out", str(args.data)])
     make_data(["--rows", str(4 * args.rows), "--out", str(args.data)])
@@ -118,10 +142,27 @@ def main(argv: list[str] | None = None) -> None:
         "(c) pandas + sklearn predict_proba + to_csv": [PY, "-c", BASELINE_C, str(csv), str(pkl),
                                                         str(out / "c.csv")],
     }
-    r = measure(csv_runs, args.repeat)
+    before: dict[str, list[str]] = {}
+    env: dict[str, dict[str, str]] = {}
+    if args.before is not None:
+        old, old_env = before_command(args.before)
+        old = [*old, "-q", "--force"]
+        before = {
+            "before: csv -> csv": [*old, str(csv), "-o", str(out / "bo.csv")],
+            "before: csv -> csv --proba": [*old, str(csv), "-o", str(out / "bp.csv"), "--proba"],
+            "before: npy -> npy": [*old, str(npy), "-o", str(out / "bo.npy")],
+            "before: 10-row csv": [*old, str(tiny), "-o", str(out / "bt.csv")],
+        }
+        env = {name: old_env for name in before}
+    pick = {name: before[name] for name in list(before)[:2]}
+    r = measure({**csv_runs, **pick}, args.repeat, env)
     report(f"CSV, {args.rows:,} rows ({csv.stat().st_size / 1e6:.0f} MB), median of "
            f"{args.repeat}", r)
     a, ours_t, ours_p, c = (r[k][0] for k in csv_runs)
+    if pick:
+        bt, bp = (r[k][0] for k in pick)
+        print(f"  after / before csv -> csv         {ours_t / bt:6.2f}x   (target: noise, ~1x)")
+        print(f"  after / before --proba            {ours_p / bp:6.2f}x")
     print(f"  ratio ours / (a)                  {ours_t / a:6.2f}x   (target <= 1.3x)")
     print(f"  ratio (c) / ours --proba          {c / ours_p:6.2f}x   (target >= 8x)")
     if not args.skip_slow:
@@ -135,10 +176,13 @@ def main(argv: list[str] | None = None) -> None:
         "(n) np.load + np.save(labels)": [PY, "-c", BASELINE_N, str(npy), str(out / "n.npy")],
         "digits-score npy -> npy": [*ours, str(npy), "-o", str(out / "o.npy")],
     }
-    rn = measure(npy_runs, args.repeat)
+    pick = {name: before[name] for name in list(before)[2:3]}
+    rn = measure({**npy_runs, **pick}, args.repeat, env)
     report(f"NPY, {args.rows:,} rows ({npy.stat().st_size / 1e6:.0f} MB float32)", rn)
     n, o = (rn[k][0] for k in npy_runs)
     print(f"  ratio ours / (n)                  {o / n:6.2f}x   (target <= 1.5x)")
+    if pick:
+        print(f"  after / before npy -> npy         {o / rn[next(iter(pick))][0]:6.2f}x")
 
     rm = measure({
         f"digits-score {args.rows:,} rows": [*ours, str(csv), "-o", str(out / "m1.csv")],
@@ -149,14 +193,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  peak RSS 1x: {m1} MB (target <= 300); 4x rows / 1x rows: {m4 / m1:.2f}x "
           "(target <= 1.15x)")
 
+    pick = {name: before[name] for name in list(before)[3:4]}
     rc = measure({
         "digits-score 10-row csv": [*ours, str(tiny), "-o", str(out / "t.csv")],
         "(c) pandas + sklearn, 10-row csv": [PY, "-c", BASELINE_C, str(tiny), str(pkl),
                                              str(out / "tc.csv")],
-    }, max(3, args.repeat))
+        **pick,
+    }, max(3, args.repeat), env)
     report("cold start", rc)
-    t, tc = (v[0] for v in rc.values())
+    t, tc = (rc[k][0] for k in list(rc)[:2])
     print(f"  ours {t:.3f} s (target <= 0.5 s); ours / (c) {t / tc:.2f}x (target <= 0.3x)")
+    if pick:
+        print(f"  after / before 10-row csv         {t / rc[next(iter(pick))][0]:6.2f}x")
 
 
 if __name__ == "__main__":
