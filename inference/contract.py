@@ -6,6 +6,8 @@ embeds the model (other runtimes, docs, tests) reads these names instead of repe
 
 from __future__ import annotations
 
+from typing import Any
+
 INPUT_NAME = "X"
 INPUT_DTYPE = "float32"
 OUTPUT_LABEL = "label"
@@ -36,7 +38,7 @@ PROBA_ATOL = 1e-5
 TIE_MARGIN = 1e-6
 
 
-def contract_dict() -> dict:
+def contract_dict() -> dict[str, Any]:
     """The contract as it appears in the manifest and the model's metadata."""
     return {
         "inputs": [{"name": INPUT_NAME, "dtype": INPUT_DTYPE, "shape": ["N", N_FEATURES]}],

@@ -6,6 +6,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -31,7 +32,7 @@ def bundled_model_path() -> Path:
     return folder / contract.MODEL_FILENAME
 
 
-def read_manifest(model_path: Path) -> dict | None:
+def read_manifest(model_path: Path) -> dict[str, Any] | None:
     """The manifest beside a model file, or None when there is none."""
     path = model_path.with_name(contract.MANIFEST_FILENAME)
     try:
@@ -79,7 +80,7 @@ class Model:
     """
 
     def __init__(self, data: bytes, *, display: str = "<model>", sha256: str | None = None,
-                 verify_hash: bool = True, threads: int = 1, manifest: dict | None = None,
+                 verify_hash: bool = True, threads: int = 1, manifest: dict[str, Any] | None = None,
                  path: Path | None = None) -> None:
         digest = hashlib.sha256(data).hexdigest()
         if verify_hash:
