@@ -1,7 +1,13 @@
-"""Reading inputs: one module per format, all yielding the same validated batches."""
+"""Reading inputs: one module per format, all yielding the same validated batches.
+
+``ReadOptions``, ``DELIMITER_NAMES``, ``STDIN`` and ``detect_format`` load without numpy and
+pyarrow, so the command line can use them before it loads the scoring stack; the readers
+themselves load when an input is opened.
+"""
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import shutil
@@ -9,19 +15,22 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import MissingInputError, UsageError, read_error
 from ..formats import INPUT_FORMATS, input_format_of
-from .base import DELIMITER_NAMES, Batch, ReadOptions, Reject, Source
-from .csv import CsvSource
-from .npy import NpySource
-from .parquet import ParquetSource
+from .read_options import DELIMITER_NAMES, ReadOptions
+
+if TYPE_CHECKING:
+    from .base import Batch, Reject, Source
 
 __all__ = [
-    "DELIMITER_NAMES", "FORMATS", "Batch", "ReadOptions", "Reject", "Source", "detect_format",
-    "open_source",
+    "DELIMITER_NAMES", "FORMATS", "STDIN", "Batch", "ReadOptions", "Reject", "Source",
+    "detect_format", "open_source",
 ]
+
+#: Names that load their module (and numpy, pyarrow) on first use.
+_LAZY = {"Batch": "base", "Reject": "base", "Source": "base"}
 
 STDIN = "-"
 FORMATS = INPUT_FORMATS
@@ -46,6 +55,10 @@ def detect_format(path: str, given: str | None = None) -> str:
 
 def open_source(path: str, options: ReadOptions | None = None) -> Source:
     """Open one input (a path, or ``-`` for stdin) for reading in batches."""
+    from .csv import CsvSource
+    from .npy import NpySource
+    from .parquet import ParquetSource
+
     options = options or ReadOptions()
     fmt = detect_format(path, options.input_format)
     if fmt.startswith("tsv") and options.delimiter is None:
@@ -91,3 +104,10 @@ def _spool(stream: BinaryIO) -> io.BufferedIOBase:
     shutil.copyfileobj(stream, spool, 1 << 20)
     spool.seek(0)
     return spool
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -21,9 +21,10 @@ import pyarrow.csv as pacsv
 from ..arrow import string_array, to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError, UsageError
-from .base import Batch, ReadOptions, Reject, Source
+from .base import Batch, Reject, Source
 from .csv_diagnosis import diagnose_line
 from .csv_layout import SNIFF_BYTES, sniff_layout
+from .read_options import ReadOptions
 from .streams import HashingReader, RangeReader, line_start
 
 #: A longer line fails its file: a row of 64 numbers is a few hundred bytes at most.

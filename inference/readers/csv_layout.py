@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from ..contract import N_FEATURES
 from ..errors import InputDataError, UsageError
-from .base import ReadOptions, resolve_column
+from .base import resolve_column
+from .read_options import ReadOptions
 
 #: Bytes read ahead to decide the layout; the first line must end within them.
 SNIFF_BYTES = 64 << 10

@@ -19,7 +19,8 @@ from numpy.lib import format as npy_format
 
 from ..contract import IMAGE_SHAPE, N_FEATURES
 from ..errors import InputDataError
-from .base import Batch, ReadOptions, Reject, Source, value_problem
+from .base import Batch, Reject, Source, value_problem
+from .read_options import ReadOptions
 
 MAGIC = npy_format.MAGIC_PREFIX
 MAX_HEADER_BYTES = 10_000

@@ -12,7 +12,8 @@ import pyarrow as pa
 from ..arrow import to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError
-from .base import Batch, ReadOptions, Reject, Source, as_feature_matrix, resolve_column
+from .base import Batch, Reject, Source, as_feature_matrix, resolve_column
+from .read_options import ReadOptions
 
 
 class ParquetSource(Source):
