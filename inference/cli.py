@@ -18,7 +18,8 @@ from . import errors
 from .contract import FEATURE_MAX, FEATURE_MIN
 from .errors import DigitsError
 from .formats import INPUT_FORMATS, OUTPUT_FORMATS
-from .options import check_run
+from .options import ON_ERROR, ScoreOptions, check_run
+from .readers import ReadOptions
 
 if TYPE_CHECKING:
     from .summary import BatchSummary, FileSummary
@@ -40,28 +41,13 @@ exit codes:
 subcommand:
   {PROG} check   run the bundled golden set through onnxruntime; exit 1 on drift
 """
-DELIMITER_NAMES = {",": ",", "comma": ",", "\\t": "\t", "\t": "\t", "tab": "\t", ";": ";",
-                   "semicolon": ";", "whitespace": "whitespace", "space": "whitespace"}
+def _choices(names: tuple[str, ...]) -> str:
+    return "{" + ",".join(names) + "}"
 
 
 def _column(value: str) -> str | int:
     """A column given by name, or by 0-based index when it is a whole number."""
     return int(value) if value.lstrip("-").isdigit() else value
-
-
-def _delimiter(value: str) -> str:
-    try:
-        return DELIMITER_NAMES[value]
-    except KeyError:
-        raise argparse.ArgumentTypeError(
-            "choose ',', tab, ';' or whitespace (names: comma, tab, semicolon, whitespace)"
-        ) from None
-
-
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,14 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output file for a single input ('-' for stdout, the default)")
     out.add_argument("--out-dir", metavar="DIR",
                      help="directory for many inputs: <stem>.pred.<format> each")
-    out.add_argument("--output-format", choices=OUTPUT_FORMATS,
+    out.add_argument("--output-format", metavar=_choices(OUTPUT_FORMATS),
                      help="csv (default), npy, parquet or jsonl; else from -o's extension")
     out.add_argument("--proba", action="store_true", help="add the probabilities p0..p9")
     out.add_argument("--summary-json", metavar="PATH", help="write the run's summary as JSON")
     inp = p.add_argument_group("input")
-    inp.add_argument("--input-format", choices=INPUT_FORMATS,
+    inp.add_argument("--input-format", metavar=_choices(INPUT_FORMATS),
                      help="else from each file's extension")
-    inp.add_argument("--delimiter", type=_delimiter, metavar="D",
+    inp.add_argument("--delimiter", metavar="D",
                      help="',', tab, ';' or whitespace (detected by default)")
     header = inp.add_mutually_exclusive_group()
     header.add_argument("--header", dest="header", action="store_true", default=None,
@@ -99,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument("--label-column", type=_column, metavar="COL",
                      help="column of true labels; the summary then reports accuracy")
     val = p.add_argument_group("validation")
-    val.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+    val.add_argument("--on-error", metavar=_choices(ON_ERROR), default="fail",
                      help="fail: a bad row fails its file (default); skip: score the good rows "
                      "and write the bad ones to <stem>.rejects.csv")
     val.add_argument("--strict", action="store_true",
@@ -107,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "not warnings")
     run = p.add_argument_group("run")
     run.add_argument("--force", action="store_true", help="rescore even up-to-date outputs")
-    run.add_argument("--threads", type=_positive, metavar="N", help="CPU threads to use")
+    run.add_argument("--threads", type=int, metavar="N", help="CPU threads to use")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="score on a Dask cluster: a scheduler address (tcp://host:8786) or "
                      "local:N for N local worker processes (needs the dask extra)")
-    run.add_argument("--part-size", type=_positive, metavar="MB",
+    run.add_argument("--part-size", type=int, metavar="MB",
                      help="with --scheduler: cut CSV and NPY files larger than this into parts "
                      "scored in parallel (default: 64)")
     run.add_argument("--model", metavar="PATH", help="model file (default: the bundled model)")
@@ -205,15 +191,6 @@ def run_score(argv: list[str]) -> int:
     # The same check score_files makes, before the model and the scoring stack load.
     check_run(output=args.output, out_dir=args.out_dir, scheduler=args.scheduler,
               part_bytes=part_bytes, threads=args.threads)
-    from .api import score_files
-    from .fsio import write_atomic_bytes
-    from .model import Model
-    from .options import ScoreOptions
-    from .readers import ReadOptions
-
-    _configure_threads(args.threads)
-    model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
-                       threads=args.threads or 1)
     options = ScoreOptions(
         read=ReadOptions(input_format=args.input_format, delimiter=args.delimiter,
                          header=args.header, id_column=args.id_column,
@@ -221,6 +198,13 @@ def run_score(argv: list[str]) -> int:
         output_format=args.output_format, proba=args.proba, on_error=args.on_error,
         strict=args.strict,
     )
+    from .api import score_files
+    from .fsio import write_atomic_bytes
+    from .model import Model
+
+    _configure_threads(args.threads)
+    model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
+                       threads=args.threads or 1)
     summary = score_files(
         args.inputs, output=args.output, out_dir=args.out_dir, model=model, options=options,
         force=args.force, progress=args.progress,

@@ -60,6 +60,7 @@ from .pipeline import (
 from .plan import hold_outputs, leftover_names, plan_run, rejects_path_for
 from .readers import STDIN, detect_format, open_source
 from .readers.csv import LineError
+from .readers.npy import NpySource
 from .state import StatKey, file_sha256, same_file, stat_key
 from .summary import BatchSummary, FileSummary, Tally, failed_summary
 from .writers import STDOUT, Writer, detect_output_format, output_schema
@@ -321,6 +322,7 @@ def _cuts(src: str, options: ScoreOptions, part_bytes: int) -> list[tuple[int, i
     if fmt == "npy":
         source = open_source(src, options.read)
         try:
+            assert isinstance(source, NpySource)
             n_rows, row_bytes = source.n_rows, source.row_bytes
         finally:
             source.close()

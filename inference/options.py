@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import UsageError
 from .formats import OUTPUT_FORMATS
-from .readers.base import ReadOptions
+from .readers import ReadOptions
 
 #: What a bad row does to its file: ``fail`` it, or ``skip`` the row into a reject report.
 ON_ERROR = ("fail", "skip")

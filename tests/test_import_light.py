@@ -35,8 +35,8 @@ def test_scoring_a_file_loads_no_heavy_module(tmp_path, model_path):
 
 
 def test_the_command_line_parses_before_importing_the_scoring_stack():
-    """--help and usage errors answer without numpy, pyarrow and onnxruntime, and local:N's
-    fork server starts before them."""
+    """--help and usage errors, whether argparse or the library finds them, answer without
+    numpy, pyarrow and onnxruntime."""
     code = (
         "from digits_onnx.inference.cli import main\n"
         "try:\n"
@@ -44,6 +44,10 @@ def test_the_command_line_parses_before_importing_the_scoring_stack():
         "except SystemExit:\n"
         "    pass\n"
         "assert main(['x.csv', '--scheduler', 'local:0']) == 2\n"
+        "assert main(['x.csv', '--delimiter', '|']) == 2\n"
+        "assert main(['x.csv', '--on-error', 'maybe']) == 2\n"
+        "assert main(['x.csv', '--output-format', 'xlsx']) == 2\n"
+        "assert main(['x.csv', '-o', 'a', '--out-dir', 'b']) == 2\n"
     )
     assert loaded_after(code, ("numpy", "pyarrow", "onnxruntime")) == []
 

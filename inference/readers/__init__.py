@@ -37,10 +37,9 @@ FORMATS = INPUT_FORMATS
 
 
 def detect_format(path: str, given: str | None = None) -> str:
-    """The input format, from ``--input-format`` or else the file's extension."""
+    """The input format, from ``--input-format`` (checked by ReadOptions) or else the file's
+    extension."""
     if given is not None:
-        if given not in FORMATS:
-            raise UsageError(f"unknown input format {given!r}; choose from {', '.join(FORMATS)}")
         return given
     if path == STDIN:
         return "csv"

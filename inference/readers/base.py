@@ -13,7 +13,6 @@ from ..contract import FEATURE_MAX, FEATURE_MIN, N_FEATURES
 from ..errors import UsageError
 
 # Still importable from here, where it used to live.
-from .read_options import ReadOptions as ReadOptions
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ..errors import UsageError
+from ..formats import INPUT_FORMATS
 
 #: Every name a delimiter may be given by, and the delimiter it stands for: ",", tab, ";" or
 #: "whitespace" (runs of blanks). Both ``\\t`` as typed in a shell and a tab character mean tab.
@@ -44,6 +45,9 @@ class ReadOptions:
     chunk_rows: int = 1 << 17
 
     def __post_init__(self) -> None:
+        if self.input_format is not None and self.input_format not in INPUT_FORMATS:
+            raise UsageError(f"unknown input format {self.input_format!r}; choose from "
+                             f"{', '.join(INPUT_FORMATS)}")
         if self.delimiter is None:
             return
         delimiter = DELIMITER_NAMES.get(self.delimiter)
