@@ -19,8 +19,9 @@ _OPSET_DOMAIN = 1
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
 # NodeProto
 _NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 4, 5, 7
-# AttributeProto
-_ATTR_GRAPH, _ATTR_GRAPHS = 6, 11
+# AttributeProto: a tensor, a graph, or lists of them (sparse tensors hold two TensorProtos)
+_ATTR_TENSOR, _ATTR_GRAPH, _ATTR_TENSORS, _ATTR_GRAPHS = 5, 6, 10, 11
+_ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS = 22, 23
 # TensorProto
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
 _EXTERNAL = 1
@@ -115,10 +116,14 @@ def _scan_graph(buf: memoryview, facts: ModelFacts, depth: int = 0) -> None:
         elif number == _GRAPH_INITIALIZER:
             _scan_tensor(data, facts)
         elif number == _GRAPH_SPARSE_INITIALIZER:
-            # A SparseTensorProto holds its values (1) and indices (2) as TensorProtos.
-            for n2, w2, _, d2 in _fields(data):
-                if w2 == 2 and n2 in (1, 2):
-                    _scan_tensor(d2, facts)
+            _scan_sparse_tensor(data, facts)
+
+
+def _scan_sparse_tensor(buf: memoryview, facts: ModelFacts) -> None:
+    """A SparseTensorProto holds its values (1) and indices (2) as TensorProtos."""
+    for number, wire, _, data in _fields(buf):
+        if wire == 2 and number in (1, 2):
+            _scan_tensor(data, facts)
 
 
 def _scan_node(buf: memoryview, facts: ModelFacts, depth: int) -> None:
@@ -131,9 +136,16 @@ def _scan_node(buf: memoryview, facts: ModelFacts, depth: int) -> None:
         elif number == _NODE_DOMAIN:
             domain = _text(data)
         elif number == _NODE_ATTRIBUTE:
+            # Weights can hide in attributes too (a Constant node's tensor), and in subgraphs.
             for n2, w2, _, d2 in _fields(data):
-                if w2 == 2 and n2 in (_ATTR_GRAPH, _ATTR_GRAPHS):
+                if w2 != 2:
+                    continue
+                if n2 in (_ATTR_GRAPH, _ATTR_GRAPHS):
                     _scan_graph(d2, facts, depth + 1)
+                elif n2 in (_ATTR_TENSOR, _ATTR_TENSORS):
+                    _scan_tensor(d2, facts)
+                elif n2 in (_ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS):
+                    _scan_sparse_tensor(d2, facts)
     facts.node_domains.append((domain, op_type))
 
 

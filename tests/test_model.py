@@ -6,9 +6,10 @@ import hashlib
 import json
 
 import numpy as np
+import onnx
 import pytest
 from digits_onnx.inference import InputDataError, Model, ModelError, bundled_model_path, contract
-from onnx import external_data_helper
+from onnx import TensorProto, external_data_helper, helper
 
 from tests.model_factory import build_model, numpy_predict, write_model
 
@@ -103,6 +104,41 @@ def test_external_data_is_refused(tmp_path):
     path = write_model(tmp_path, model)
     with pytest.raises(ModelError, match=r"keeps tensors in external data files \(W, b\)"):
         Model.load(path)
+
+
+def _weights_in_a_constant_node(model):
+    """Move the initializer W into a Constant node's tensor attribute."""
+    (W,) = [t for t in model.graph.initializer if t.name == "W"]
+    model.graph.initializer.remove(W)
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["W"], value=W))
+    return model
+
+
+def _weights_in_a_subgraph(model):
+    """Make W the output of an If node whose branches each hold a Constant node."""
+    (W,) = [t for t in model.graph.initializer if t.name == "W"]
+    model.graph.initializer.remove(W)
+    out = helper.make_tensor_value_info("W", TensorProto.FLOAT, list(W.dims))
+    branches = [helper.make_graph([helper.make_node("Constant", [], ["W"], value=W)],
+                                  name, [], [out]) for name in ("then", "else")]
+    cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+    model.graph.initializer.append(cond)
+    model.graph.node.insert(0, helper.make_node("If", ["cond"], ["W"], then_branch=branches[0],
+                                                else_branch=branches[1]))
+    return model
+
+
+@pytest.mark.parametrize("move", [_weights_in_a_constant_node, _weights_in_a_subgraph])
+def test_external_data_hidden_in_attributes_is_refused(tmp_path, move):
+    """A tensor of a node attribute (a Constant's value), in the main graph or a subgraph,
+    may point at a file beside the model too: its bytes must never be read."""
+    model = move(build_model())
+    path = tmp_path / contract.MODEL_FILENAME
+    onnx.save_model(model, path, save_as_external_data=True, location="weights.bin",
+                    size_threshold=100, convert_attribute=True)  # W, not b
+    assert (tmp_path / "weights.bin").stat().st_size > 0
+    with pytest.raises(ModelError, match=r"keeps tensors in external data files \(W(, W)?\)"):
+        Model.load(path, verify_hash=False)
 
 
 @pytest.mark.parametrize("cut", [1, 10, 100])
