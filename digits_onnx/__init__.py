@@ -8,3 +8,33 @@ another distribution's top-level module:
 
 In the repository they are the top-level folders ``inference/`` and ``training/``.
 """
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+DISTRIBUTION = "digits-onnx"
+
+
+def _find_version(distribution: str = DISTRIBUTION) -> str:
+    """The installed distribution's version; in a checkout without an install, pyproject's."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return "0+unknown"
+    # The [project] table's own ``version = "..."`` line (tomllib is not in Python 3.10).
+    project = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
+    found = project and re.search(r'^version\s*=\s*"([^"]+)"', project.group(1), re.MULTILINE)
+    return found.group(1) if found else "0+unknown"
+
+
+__version__ = _find_version()
+
+__all__ = ["__version__"]

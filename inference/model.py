@@ -177,6 +177,19 @@ class Model:
         """Class probabilities (float32, (N, 10)) of the rows of ``X``."""
         return self.run(as_features(X))[1]
 
+    def __repr__(self) -> str:
+        """Which model this is: path (or display name), sha256 prefix, opset and recipe
+        when the manifest or the model's metadata says."""
+        described: dict[str, Any] = {**self.metadata, **(self.manifest or {})}
+        parts = [repr(self.display), f"sha256={self.sha256[:12]!r}"]
+        opset = described.get("opset")
+        if opset is not None:
+            parts.append(f"opset={opset}")
+        recipe = described.get("recipe")
+        if recipe is not None:
+            parts.append(f"recipe={recipe!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     @property
     def metadata(self) -> dict[str, str]:
         """The model's ``metadata_props`` (recipe, metrics, versions...)."""
