@@ -9,15 +9,22 @@ where the reference's top-two margin is below ``TIE_MARGIN``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from digits_onnx import __version__
+
 from .contract import PROBA_ATOL, REFERENCE_FILENAME, TIE_MARGIN
 from .errors import ModelError
 from .model import Model
+
+#: Version of the JSON layout that ``check --json`` and ``digits-train verify --json`` print.
+REPORT_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,35 @@ def compare(
     )
 
 
+def check_entry(
+    name: str, ok: bool, value: object, text: str, limit: float | int | None = None
+) -> dict[str, Any]:
+    """One check of a JSON report: what was measured (``value``), against what (``limit``)."""
+    return {"name": name, "ok": bool(ok), "value": value, "limit": limit, "text": text}
+
+
+def report_dict(
+    command: str,
+    checks: Iterable[Mapping[str, Any]],
+    versions: Mapping[str, str],
+    **context: Any,
+) -> dict[str, Any]:
+    """The JSON report both parity commands print: ``ok`` only if every check passed.
+
+    ``checks`` are :func:`check_entry` dicts; ``versions`` the libraries that produced the
+    numbers (``digits-onnx`` is added); ``context`` says what was checked.
+    """
+    entries = [dict(check) for check in checks]
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "command": command,
+        "ok": all(entry["ok"] for entry in entries),
+        "checks": entries,
+        "versions": {"digits-onnx": __version__, **versions},
+        **context,
+    }
+
+
 @dataclass
 class CheckResult:
     """How far the model's outputs are from the stored reference outputs."""
@@ -98,10 +134,46 @@ class CheckResult:
     near_ties: int
     accuracy: float
     reference_accuracy: float
+    #: What was checked, when known: the model's path (or name) and sha256, the reference set.
+    model: str | None = None
+    model_sha256: str | None = None
+    reference: str | None = None
 
     @property
     def ok(self) -> bool:
         return within_tolerance(self.max_abs_diff, self.label_mismatches)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as ``digits-score check --json`` prints it (the layout of
+        ``digits-train verify --json``: schema_version, command, ok, checks, versions)."""
+        checks = [
+            check_entry(
+                "max |dp|",
+                self.max_abs_diff <= PROBA_ATOL,
+                self.max_abs_diff,
+                f"{self.max_abs_diff:.3g} (tolerance {PROBA_ATOL:g})",
+                PROBA_ATOL,
+            ),
+            check_entry(
+                "label mismatches",
+                self.label_mismatches == 0,
+                self.label_mismatches,
+                f"{self.label_mismatches} (+{self.near_ties} near-ties allowed)",
+                0,
+            ),
+        ]
+        return report_dict(
+            "digits-score check",
+            checks,
+            {"onnxruntime": ort.__version__, "numpy": np.__version__},
+            rows=self.rows,
+            near_tie_flips=self.near_ties,
+            accuracy=self.accuracy,
+            reference_accuracy=self.reference_accuracy,
+            model=self.model,
+            model_sha256=self.model_sha256,
+            reference=self.reference,
+        )
 
     def table(self) -> str:
         status = "ok" if self.ok else "DRIFT"
@@ -148,4 +220,7 @@ def check_model(model: Model | None = None, reference: str | Path | None = None)
         near_ties=drift.near_tie_flips,
         accuracy=float((labels == y).mean()),
         reference_accuracy=float((ref_labels == y).mean()),
+        model=model.display,
+        model_sha256=model.sha256,
+        reference=str(path),
     )

@@ -49,3 +49,48 @@ def test_no_rows_compare_cleanly():
     empty = np.zeros((0, contract.N_CLASSES))
     drift = compare(np.zeros(0, np.int64), empty, np.zeros(0, np.int64), empty)
     assert drift.ok and drift.rows == 0 and drift.max_abs_diff == 0.0
+
+
+# --- the result as JSON: `digits-score check --json` prints CheckResult.to_dict() ---
+
+REPORT_KEYS = {"schema_version", "command", "ok", "checks", "versions"}
+CHECK_KEYS = {"name", "ok", "value", "limit", "text"}
+
+
+def test_check_result_as_json():
+    import json
+
+    import onnxruntime
+    from digits_onnx.inference import Model, bundled_model_path, check_model
+
+    import digits_onnx
+
+    model = Model.load()
+    result = check_model(model)
+    report = json.loads(json.dumps(result.to_dict()))
+    assert set(report) >= REPORT_KEYS
+    assert report["schema_version"] == 1 and report["command"] == "digits-score check"
+    assert report["ok"] is True
+    assert all(set(check) == CHECK_KEYS for check in report["checks"])
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["max |dp|"]["value"] == result.max_abs_diff
+    assert checks["max |dp|"]["limit"] == contract.PROBA_ATOL
+    assert checks["label mismatches"]["value"] == 0 and checks["label mismatches"]["limit"] == 0
+    assert report["versions"]["digits-onnx"] == digits_onnx.__version__
+    assert report["versions"]["onnxruntime"] == onnxruntime.__version__
+    assert report["rows"] == 360 and report["accuracy"] == result.accuracy
+    assert report["model"] == str(bundled_model_path())
+    assert report["model_sha256"] == model.sha256
+    assert report["reference"] == str(bundled_model_path().parent / contract.REFERENCE_FILENAME)
+
+
+def test_drift_shows_in_the_json():
+    from digits_onnx.inference.check import CheckResult
+
+    result = CheckResult(rows=3, max_abs_diff=0.5, label_mismatches=1, near_ties=0,
+                         accuracy=0.5, reference_accuracy=1.0)
+    report = result.to_dict()
+    assert report["ok"] is False
+    assert [(c["name"], c["ok"]) for c in report["checks"]] == [
+        ("max |dp|", False), ("label mismatches", False)]
+    assert report["model"] is None

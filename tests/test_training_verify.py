@@ -88,3 +88,60 @@ def test_a_golden_set_of_the_wrong_shape_exits_65(seed_set, capsys):
         "labels (360,), probabilities (360, 10); expected X (N, 64), y and labels (N,), "
         "probabilities (N, 10); regenerate it with digits-train\n"
     )
+
+
+def test_verify_json_is_the_check_json_shape(seed_set, capsys):
+    import json
+
+    from digits_onnx.inference.check import CheckResult
+
+    assert main(["verify", "--artifacts", str(seed_set), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    shape = CheckResult(rows=0, max_abs_diff=0.0, label_mismatches=0, near_ties=0,
+                        accuracy=1.0, reference_accuracy=1.0).to_dict()
+    assert {"schema_version", "command", "ok", "checks", "versions"} <= set(report)
+    assert report["schema_version"] == shape["schema_version"]
+    assert report["command"] == "digits-train verify" and report["ok"] is True
+    assert all(set(check) == set(shape["checks"][0]) for check in report["checks"])
+    checks = {check["name"]: check for check in report["checks"]}
+    dp = checks["max |dp| golden vs ONNX"]
+    assert isinstance(dp["value"], float) and dp["limit"] == contract.PROBA_ATOL and dp["ok"]
+    assert checks["label mismatches golden vs ONNX"]["value"] == 0
+    assert report["artifacts"] == str(seed_set) and report["recipe"] == "seed"
+    assert {"digits-onnx", "onnxruntime", "scikit-learn"} <= set(report["versions"])
+    assert report["recorded_versions"] == json.loads(
+        (seed_set / contract.MANIFEST_FILENAME).read_text())["versions"]
+
+
+def test_verify_json_reports_drift_with_exit_1(seed_set, capsys):
+    import json
+
+    model = seed_set / contract.MODEL_FILENAME
+    model.write_bytes(model.read_bytes()[:200])
+    assert main(["verify", "--artifacts", str(seed_set), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["ok"] is False and captured.err == ""
+    failed = [check["name"] for check in report["checks"] if not check["ok"]]
+    assert failed == ["model sha256 matches manifest", "committed model loads"]
+
+
+def test_verify_defaults_to_the_working_directory_artifacts(tmp_path, monkeypatch, capsys):
+    (tmp_path / "artifacts").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify"]) == 66
+    assert "artifacts lacks model.json" in capsys.readouterr().err
+
+
+def test_verify_finds_the_bundled_artifacts_elsewhere(tmp_path, monkeypatch, capsys):
+    """Outside a checkout (no ./artifacts), verify checks the artifacts installed with the
+    package, and says so."""
+    from digits_onnx.inference import bundled_model_path
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify"]) == 0
+    out = capsys.readouterr().out
+    bundled = bundled_model_path().parent
+    assert out.rstrip().splitlines()[-1] == (
+        f"verified: {bundled} (the bundled artifacts; no ./artifacts in the working directory)"
+    )

@@ -3,23 +3,39 @@
 The public API: :func:`train` writes the artifact set (model, manifest, golden set, report),
 :func:`verify` checks committed artifacts against a retraining, :func:`write_samples` writes
 example inputs, :func:`build_model` and :func:`check_portable` export and guard the graph.
-scikit-learn, skl2onnx and matplotlib are needed here, never by ``inference``.
+scikit-learn, skl2onnx, onnx and matplotlib (the ``train`` extra) are needed here, never by
+``inference``.
+
+The names below load their modules on first use, so ``digits-train --help`` and
+``--version`` answer on a base install, where the train extra is missing.
 """
 
 from __future__ import annotations
 
-from digits_onnx.training.api import TrainingResult, train, write_samples
-from digits_onnx.training.errors import (
-    ArtifactsNotFoundError,
-    ManifestError,
-    OutputDirError,
-    PortabilityError,
-    RecipeError,
-    TrainingError,
-)
-from digits_onnx.training.export import build_model, check_contract, check_portable
-from digits_onnx.training.recipes import RECIPES
-from digits_onnx.training.verify import Verification, verify
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
+from digits_onnx import __version__
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "TrainingResult": "api",
+    "train": "api",
+    "write_samples": "api",
+    "ArtifactsNotFoundError": "errors",
+    "ManifestError": "errors",
+    "OutputDirError": "errors",
+    "PortabilityError": "errors",
+    "RecipeError": "errors",
+    "TrainingError": "errors",
+    "build_model": "export",
+    "check_contract": "export",
+    "check_portable": "export",
+    "RECIPES": "recipes",
+    "Verification": "verify",
+    "verify": "verify",
+}
 
 __all__ = [
     "RECIPES",
@@ -31,6 +47,7 @@ __all__ = [
     "TrainingError",
     "TrainingResult",
     "Verification",
+    "__version__",
     "build_model",
     "check_contract",
     "check_portable",
@@ -38,3 +55,36 @@ __all__ = [
     "verify",
     "write_samples",
 ]
+
+
+if not TYPE_CHECKING:  # type checkers read the imports at the end instead
+
+    def __getattr__(name: str) -> object:
+        """A public name, or a submodule (``training.export``), imported on first use."""
+        module = _EXPORTS.get(name)
+        if module is None:
+            if importlib.util.find_spec(f"{__name__}.{name}") is None:
+                raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return importlib.import_module(f".{name}", __name__)
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from digits_onnx.training.api import TrainingResult, train, write_samples
+    from digits_onnx.training.errors import (
+        ArtifactsNotFoundError,
+        ManifestError,
+        OutputDirError,
+        PortabilityError,
+        RecipeError,
+        TrainingError,
+    )
+    from digits_onnx.training.export import build_model, check_contract, check_portable
+    from digits_onnx.training.recipes import RECIPES
+    from digits_onnx.training.verify import Verification, verify

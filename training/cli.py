@@ -8,6 +8,7 @@ exceptions to an exit code and one ``digits-train: error: ...`` line on stderr, 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -19,14 +20,29 @@ from digits_onnx.inference.errors import (
     EXIT_NOINPUT,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
 from digits_onnx.training.errors import TrainingError
 
+from digits_onnx import __version__
+
 PROG = "digits-train"
 RECIPES = ("default", "seed")  # mirrored from recipes.py, which --help must not import
+DEFAULT_RECIPE = "default"
 DEFAULT_OUT = "artifacts"
 DEFAULT_EXAMPLES = "examples"
+INSTALL_HINT = "pip install 'digits-onnx[train]' (from a checkout: pip install -e '.[train]')"
+#: Top-level modules of the train extra (and what they install as) -> the pip package to name.
+TRAIN_MODULES = {
+    "sklearn": "scikit-learn",
+    "scipy": "scipy",
+    "joblib": "joblib",
+    "threadpoolctl": "threadpoolctl",
+    "onnx": "onnx",
+    "skl2onnx": "skl2onnx",
+    "matplotlib": "matplotlib",
+}
 
 DESCRIPTION = """\
 Train a logistic regression on scikit-learn's 8x8 digits and export it as a portable ONNX
@@ -43,12 +59,18 @@ The output directory is created if it is missing and its parent exists; otherwis
 is written. Files are staged in a temporary directory inside it and moved into place only
 when the whole set is ready.
 
+Training, verify and samples need the train extra (scikit-learn, skl2onnx, onnx,
+matplotlib): pip install 'digits-onnx[train]', or from a checkout pip install -e '.[train]'.
+Without it they exit {EXIT_UNAVAILABLE}: nothing is wrong with the command, so not {EXIT_USAGE}; the
+install lacks a part (sysexits' EX_UNAVAILABLE), and a retry succeeds once it is there.
+
 exit codes:
   {EXIT_OK:<3} done; verify: every check passed
   {EXIT_SOME_FAILED:<3} verify: a check failed
   {EXIT_USAGE:<3} usage error (bad option or combination, unknown recipe)
   {EXIT_DATAERR:<3} unreadable manifest or golden set, or a model outside the contract
   {EXIT_NOINPUT:<3} verify: the artifacts are missing
+  {EXIT_UNAVAILABLE:<3} the train extra is not installed (pip install 'digits-onnx[train]')
   {EXIT_CANTCREAT:<3} the output directory cannot be created or written
   {EXIT_INTERRUPTED:<3} interrupted (Ctrl-C)
 """
@@ -74,19 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    # --recipe and --out default to None, so that main() can tell them apart from a command.
     parser.add_argument(
         "--recipe",
         choices=RECIPES,
         default=None,
         help="default: standardized multinomial logistic regression, C by 5-fold CV; "
-        "seed: the tutorial's one-vs-rest liblinear model (default: %(default)s -> default)",
+        f"seed: the tutorial's one-vs-rest liblinear model (default: {DEFAULT_RECIPE})",
     )
     parser.add_argument(
         "--out",
         metavar="DIR",
         default=None,
-        help=f"where to write the artifact set (default: ./{DEFAULT_OUT}); created if missing, "
-        "its parent must exist",
+        help=f"where to write the artifact set (default: ./{DEFAULT_OUT} in the working "
+        "directory); created if missing, its parent must exist",
     )
     parser.add_argument(
         "--no-report", action="store_true", help="skip the figures and report/README.md"
@@ -101,8 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--artifacts",
         metavar="DIR",
-        default=DEFAULT_OUT,
-        help="directory holding model.onnx, model.json and reference.npz (default: ./%(default)s)",
+        default=None,
+        help=f"directory holding model.onnx, model.json and reference.npz (default: "
+        f"./{DEFAULT_OUT} in the working directory if it exists, else the bundled artifacts "
+        "installed with the package)",
+    )
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON (checks, ok, versions) instead of the table; the same "
+        "layout as digits-score check --json",
     )
     samples = commands.add_parser(
         "samples",
@@ -115,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="samples_out",
         metavar="DIR",
         default=DEFAULT_EXAMPLES,
-        help="default: ./%(default)s",
+        help="where to write them (default: ./%(default)s in the working directory)",
     )
     return parser
 
@@ -123,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from digits_onnx.training.api import train
 
-    recipe = args.recipe or "default"
+    recipe = args.recipe or DEFAULT_RECIPE
     result = train(args.out or DEFAULT_OUT, recipe=recipe, report=not args.no_report)
     metrics = result.metrics
     split = result.split
@@ -150,7 +182,10 @@ def _verify(args: argparse.Namespace) -> int:
     from digits_onnx.training.verify import verify
 
     result = verify(args.artifacts)
-    print(result.table())
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.table())
     return EXIT_OK if result.ok else EXIT_SOME_FAILED
 
 
@@ -177,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingError as exc:
         _error(str(exc))
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        package = TRAIN_MODULES.get((exc.name or "").partition(".")[0])
+        if package is None:
+            raise
+        _error(f"{package} is not installed; {PROG} needs the train extra: {INSTALL_HINT}")
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED

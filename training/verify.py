@@ -11,25 +11,41 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from digits_onnx.inference import contract
-from digits_onnx.inference.check import Comparison, compare
+from digits_onnx.inference.check import Comparison, check_entry, compare, report_dict
 from digits_onnx.inference.errors import ModelError
-from digits_onnx.inference.model import Model
+from digits_onnx.inference.model import Model, bundled_model_path
 from digits_onnx.training import export, manifest, recipes
 from digits_onnx.training.data import load_split
 from digits_onnx.training.errors import ArtifactsNotFoundError, ManifestError, PortabilityError
 
+DEFAULT_ARTIFACTS = "artifacts"
+BUNDLED_NOTE = "the bundled artifacts; no ./artifacts in the working directory"
+
+
+def default_artifacts() -> tuple[Path, str]:
+    """``./artifacts`` when the working directory has one, else the artifacts installed with
+    the package; with where they came from: ``"working directory"`` or ``"bundled"``."""
+    here = Path(DEFAULT_ARTIFACTS)
+    if here.exists():
+        return here, "working directory"
+    return bundled_model_path().parent, "bundled"
+
 
 @dataclass(frozen=True)
 class Check:
-    """One line of the verification table."""
+    """One line of the verification table: its text, and for machines the measured value
+    and the limit it was held to."""
 
     name: str
     value: str
     ok: bool
+    measure: object = None
+    limit: float | int | None = None
 
 
 @dataclass
@@ -38,13 +54,39 @@ class Verification:
 
     artifacts: Path
     checks: list[Check] = field(default_factory=list)
+    #: ``"given"``, or where :func:`default_artifacts` found them when nobody named them.
+    source: str = "given"
+    recipe: str | None = None
+    recorded_versions: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return all(check.ok for check in self.checks)
 
-    def add(self, name: str, value: str, ok: bool) -> None:
-        self.checks.append(Check(name, value, bool(ok)))
+    def add(
+        self,
+        name: str,
+        value: str,
+        ok: bool,
+        *,
+        measure: object = None,
+        limit: float | int | None = None,
+    ) -> None:
+        self.checks.append(Check(name, value, bool(ok), measure, limit))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as ``digits-train verify --json`` prints it: the layout of
+        ``digits-score check --json`` (:meth:`inference.check.CheckResult.to_dict`)."""
+        return report_dict(
+            "digits-train verify",
+            [check_entry(c.name, c.ok, c.measure, c.value, c.limit) for c in self.checks],
+            self.versions,
+            artifacts=str(self.artifacts),
+            source=self.source,
+            recipe=self.recipe,
+            recorded_versions=self.recorded_versions,
+        )
 
     def table(self) -> str:
         """A fixed-width table, one check a line, then the verdict."""
@@ -56,7 +98,10 @@ class Verification:
         ]
         verdict = "verified" if self.ok else "NOT verified"
         failed = sum(not c.ok for c in self.checks)
-        suffix = "" if self.ok else f" ({failed} check{'s' if failed != 1 else ''} failed)"
+        notes = [BUNDLED_NOTE] if self.source == "bundled" else []
+        if not self.ok:
+            notes.append(f"{failed} check{'s' if failed != 1 else ''} failed")
+        suffix = f" ({'; '.join(notes)})" if notes else ""
         lines.append(f"{verdict}: {self.artifacts}{suffix}")
         return "\n".join(lines)
 
@@ -150,23 +195,43 @@ def _add_parity(report: Verification, against: str, drift: Comparison) -> None:
         f"max |dp| {against} vs ONNX",
         f"{drift.max_abs_diff:.2e} (atol {contract.PROBA_ATOL:g})",
         drift.max_abs_diff <= contract.PROBA_ATOL,
+        measure=drift.max_abs_diff,
+        limit=contract.PROBA_ATOL,
     )
     report.add(
         f"label mismatches {against} vs ONNX",
         f"{drift.label_mismatches} ({drift.near_tie_rows} near-ties excused)",
         drift.label_mismatches == 0,
+        measure=drift.label_mismatches,
+        limit=0,
     )
 
 
-def verify(artifacts_dir: str | os.PathLike[str] = "artifacts") -> Verification:
-    """Retrain by the manifest and compare; see the module docstring for the checks."""
-    artifacts = Path(artifacts_dir)
+def verify(artifacts_dir: str | os.PathLike[str] | None = None) -> Verification:
+    """Retrain by the manifest and compare; see the module docstring for the checks.
+
+    ``artifacts_dir`` defaults to :func:`default_artifacts`: ``./artifacts``, or the bundled
+    artifacts when the working directory has none.
+    """
+    if artifacts_dir is None:
+        artifacts, source = default_artifacts()
+    else:
+        artifacts, source = Path(artifacts_dir), "given"
     the_manifest, model_bytes, golden = _load(artifacts)
-    report = Verification(artifacts)
+    report = Verification(
+        artifacts,
+        source=source,
+        recipe=the_manifest["recipe"],
+        recorded_versions=dict(the_manifest.get("versions", {})),
+        versions=manifest.library_versions(),
+    )
 
     sha = manifest.sha256_hex(model_bytes)
     report.add(
-        "model sha256 matches manifest", sha[:16] + "…", sha == the_manifest["model"]["sha256"]
+        "model sha256 matches manifest",
+        sha[:16] + "…",
+        sha == the_manifest["model"]["sha256"],
+        measure=sha,
     )
 
     recipe = the_manifest["recipe"]
@@ -176,6 +241,7 @@ def verify(artifacts_dir: str | os.PathLike[str] = "artifacts") -> Verification:
         "training data fingerprint",
         split.fingerprint[:23] + "…",
         split.fingerprint == the_manifest.get("training_data", {}).get("fingerprint"),
+        measure=split.fingerprint,
     )
     grid = hyper.get("C_grid") if recipe == "default" else None
     fitted = recipes.fit_recipe(recipe, split, C_grid=grid)
@@ -183,13 +249,17 @@ def verify(artifacts_dir: str | os.PathLike[str] = "artifacts") -> Verification:
         f"retrained {recipe} recipe: C",
         f"{fitted.hyperparameters['C']:.4g} (manifest {hyper['C']:.4g})",
         fitted.hyperparameters == hyper,
+        measure=fitted.hyperparameters["C"],
     )
     same_set = (
         golden["X"].shape == split.X_test.shape
         and np.array_equal(golden["X"], split.X_test)
         and np.array_equal(golden["y"], split.y_test)
     )
-    report.add("golden set is the test split", f"{len(golden['y'])} rows", same_set)
+    report.add(
+        "golden set is the test split", f"{len(golden['y'])} rows", same_set,
+        measure=len(golden["y"]),
+    )
 
     model = _load_model(model_bytes, report)
     if model is None:
@@ -209,10 +279,19 @@ def verify(artifacts_dir: str | os.PathLike[str] = "artifacts") -> Verification:
         "committed model accuracy on golden set",
         f"{correct / len(golden['y']):.4f} ({correct}/{len(golden['y'])}, manifest {expected})",
         correct == expected,
+        measure=correct,
+        limit=expected,
     )
 
-    current = manifest.library_versions()
-    recorded = the_manifest.get("versions", {})
-    differ = [f"{k} {recorded.get(k)}->{v}" for k, v in current.items() if recorded.get(k) != v]
-    report.add("library versions", "as recorded" if not differ else "; ".join(differ), True)
+    recorded = report.recorded_versions
+    differ = [
+        f"{k} {recorded.get(k)}->{v}" for k, v in report.versions.items() if recorded.get(k) != v
+    ]
+    # Informational: a newer library may still pass every check above.
+    report.add(
+        "library versions",
+        "as recorded" if not differ else "; ".join(differ),
+        True,
+        measure=differ,
+    )
     return report
