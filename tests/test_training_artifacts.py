@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ import pytest
 from digits_onnx.inference import Model, contract
 from digits_onnx.training import train
 from digits_onnx.training.cli import main
-from digits_onnx.training.manifest import sha256_hex
+from digits_onnx.training.manifest import GOLDEN_PROBA_STEP, sha256_hex
 from digits_onnx.training.report import FIGURES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +36,42 @@ def test_training_twice_gives_identical_bytes(trained_default, tmp_path):
     assert _files(first) == _files(tmp_path / "again")
 
 
+def _committed(folder: Path) -> dict[str, bytes]:
+    """The committed set of the full profile: artifacts/ without the package's own files and
+    without the probabilities profile's subfolder."""
+    return {name: data for name, data in _files(folder).items()
+            if name != "__init__.py" and not name.startswith(("__pycache__/", "probabilities/"))}
+
+
+def test_retraining_reproduces_the_committed_artifacts(trained_default):
+    """What digits-train writes today is, byte for byte, what is committed: retraining leaves
+    git status clean."""
+    assert _files(trained_default.paths[0].parent) == _committed(ARTIFACTS)
+
+
+def _openblas_with_kernel_choice() -> bool:
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    return "DYNAMIC_ARCH" in str(blas.get("openblas configuration", ""))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="OpenBLAS's Prescott kernels are x86-64 kernels")
+def test_another_cpus_blas_kernels_reproduce_the_committed_bytes(tmp_path):
+    """OPENBLAS_CORETYPE picks another CPU's kernels (Prescott: plain SSE3), whose sums round
+    differently in the last bits; the committed files must not change."""
+    if not _openblas_with_kernel_choice():
+        pytest.skip("numpy's BLAS is not an OpenBLAS built with DYNAMIC_ARCH")
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Prescott"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "digits_onnx.training", "--no-report", "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in SET:
+        assert (tmp_path / name).read_bytes() == (ARTIFACTS / name).read_bytes(), name
+
+
 def test_manifest_describes_the_model(trained_recipe):
     folder = trained_recipe.paths[0].parent
     manifest = json.loads((folder / contract.MANIFEST_FILENAME).read_text())
@@ -39,6 +79,9 @@ def test_manifest_describes_the_model(trained_recipe):
     assert manifest["schema_version"] == contract.MANIFEST_SCHEMA_VERSION
     assert manifest["model"] == {"file": "model.onnx", "sha256": sha256_hex(model_bytes),
                                  "size_bytes": len(model_bytes)}
+    reference = (folder / contract.REFERENCE_FILENAME).read_bytes()
+    assert manifest["reference"] == {"file": "reference.npz", "sha256": sha256_hex(reference),
+                                     "size_bytes": len(reference)}
     assert manifest["contract"] == contract.contract_dict()
     assert manifest["classes"] == list(range(10))
     assert manifest["feature_range"] == [0, 16]
@@ -72,9 +115,10 @@ def test_golden_set_is_the_test_split_with_sklearn_outputs(trained_recipe):
         np.testing.assert_array_equal(npz["X"], trained_recipe.split.X_test)
         np.testing.assert_array_equal(npz["y"], trained_recipe.split.y_test)
         np.testing.assert_array_equal(npz["labels"], trained_recipe.test_predictions)
+        # float32 on a grid of GOLDEN_PROBA_STEP, so every CPU writes the same bytes.
         np.testing.assert_allclose(
             npz["probabilities"], trained_recipe.estimator.predict_proba(npz["X"]), rtol=0,
-            atol=1e-12)
+            atol=GOLDEN_PROBA_STEP / 2)
 
 
 def test_inference_package_loads_the_trained_set(trained_recipe):

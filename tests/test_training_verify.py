@@ -145,3 +145,19 @@ def test_verify_finds_the_bundled_artifacts_elsewhere(tmp_path, monkeypatch, cap
     assert out.rstrip().splitlines()[-1] == (
         f"verified: {bundled} (the bundled artifacts; no ./artifacts in the working directory)"
     )
+
+
+def test_a_replaced_golden_set_fails_its_hash_line(seed_set):
+    """The manifest records the golden set's sha256: a rewritten one is caught even when its
+    numbers still pass."""
+    reference = seed_set / contract.REFERENCE_FILENAME
+    with np.load(reference, allow_pickle=False) as npz:
+        golden = {key: npz[key] for key in npz.files}
+    golden["probabilities"] = golden["probabilities"].astype(np.float64) + 1e-6
+    reference.write_bytes(reference_bytes(
+        golden["X"], golden["y"], golden["labels"], golden["probabilities"]
+    ))
+    report = verify(seed_set)
+    _, ok = _lines(report)["golden set sha256 matches manifest"]
+    assert not ok and not report.ok
+    assert _lines(report)["max |dp| golden vs ONNX"][1]

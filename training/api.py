@@ -177,12 +177,11 @@ def train(
     )
     model = export.attach_metadata(export.build_model(estimator), info)
     model_bytes = export.serialize(model)
-    the_manifest = manifest.build_manifest(info, model_bytes)
+    reference = manifest.reference_bytes(split.X_test, split.y_test, y_pred, proba)
+    the_manifest = manifest.build_manifest(info, model_bytes, reference)
     files = {
         contract.MODEL_FILENAME: model_bytes,
-        contract.REFERENCE_FILENAME: manifest.reference_bytes(
-            split.X_test, split.y_test, y_pred, proba
-        ),
+        contract.REFERENCE_FILENAME: reference,
         contract.MANIFEST_FILENAME: manifest.manifest_bytes(the_manifest),
     }
     lap("export")

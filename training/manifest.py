@@ -1,6 +1,6 @@
 """The manifest (``model.json``) and the golden set (``reference.npz``), rendered to bytes.
 
-The bytes are deterministic, so retraining with the same library versions leaves
+The bytes are deterministic, on any CPU, so retraining with the same library versions leaves
 ``git status`` clean; :func:`training.api.write_set` moves them into place atomically.
 """
 
@@ -20,6 +20,11 @@ from digits_onnx.inference import contract
 #: Fixed zip member timestamp (the earliest zip can store); np.savez would embed "now".
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 REFERENCE_KEYS = ("X", "y", "labels", "probabilities")
+#: The golden probabilities are stored on this grid (about 9.5e-7, a tenth of PROBA_ATOL),
+#: as float32: scikit-learn's float64 probabilities differ by ~1e-13 between BLAS kernels
+#: (one CPU to another), and at full precision those bits changed the file. A power of two
+#: makes the rounding exact and every grid point exact in float32.
+GOLDEN_PROBA_STEP = 2.0**-20
 
 
 def library_versions() -> dict[str, str]:
@@ -65,18 +70,24 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def build_manifest(info: Mapping[str, object], model_bytes: bytes) -> dict:
-    """The manifest layout the inference package reads: ``info`` plus the model's hash."""
+def build_manifest(
+    info: Mapping[str, object], model_bytes: bytes, reference: bytes | None = None
+) -> dict:
+    """The manifest layout the inference package reads: ``info`` plus the hashes of the
+    model and (when given) the golden set, which ``info`` cannot hold: it goes into the model."""
     manifest = {
         "schema_version": info["schema_version"],
-        "model": {
-            "file": contract.MODEL_FILENAME,
-            "sha256": sha256_hex(model_bytes),
-            "size_bytes": len(model_bytes),
-        },
+        "model": file_entry(contract.MODEL_FILENAME, model_bytes),
     }
+    if reference is not None:
+        manifest["reference"] = file_entry(contract.REFERENCE_FILENAME, reference)
     manifest.update({k: v for k, v in info.items() if k != "schema_version"})
     return manifest
+
+
+def file_entry(name: str, data: bytes) -> dict:
+    """A file as the manifest records it: name, sha256 and size."""
+    return {"file": name, "sha256": sha256_hex(data), "size_bytes": len(data)}
 
 
 def sha256_hex(data: bytes) -> str:
@@ -92,18 +103,31 @@ def manifest_bytes(manifest: Mapping[str, object]) -> bytes:
 def reference_bytes(
     X: np.ndarray, y: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
 ) -> bytes:
-    """An ``.npz`` of the golden set with fixed timestamps, readable by ``np.load``."""
+    """An ``.npz`` of the golden set, readable by ``np.load``, the same bytes on every machine.
+
+    The probabilities go through :func:`golden_probabilities`; the pixels (whole numbers)
+    and labels are exact anyway.
+    """
     arrays = {
-        "X": np.ascontiguousarray(X, dtype=np.float64),
-        "y": np.ascontiguousarray(y, dtype=np.int64),
-        "labels": np.ascontiguousarray(labels, dtype=np.int64),
-        "probabilities": np.ascontiguousarray(probabilities, dtype=np.float64),
+        "X": np.ascontiguousarray(X, dtype="<f8"),
+        "y": np.ascontiguousarray(y, dtype="<i8"),
+        "labels": np.ascontiguousarray(labels, dtype="<i8"),
+        "probabilities": golden_probabilities(probabilities),
     }
     return npz_bytes(arrays)
 
 
+def golden_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities`` rounded to the nearest multiple of :data:`GOLDEN_PROBA_STEP`, as
+    little-endian float32 (each moves by at most half a step, under 4.8e-7)."""
+    steps = np.round(np.asarray(probabilities, dtype=np.float64) / GOLDEN_PROBA_STEP)
+    # + 0.0 turns a -0.0 (a tiny negative rounding error) into the same bytes as 0.0.
+    return np.ascontiguousarray(steps * GOLDEN_PROBA_STEP + 0.0, dtype="<f4")
+
+
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Like ``np.savez`` (stored, not compressed), but with fixed member timestamps."""
+    """Like ``np.savez`` (stored, not compressed), but with fixed member metadata: the
+    timestamp, the permissions and the creating system (Unix, even on Windows)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
@@ -111,6 +135,7 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
             np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_DATE_TIME)
             info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3
             info.external_attr = 0o644 << 16
             archive.writestr(info, member.getvalue())
     return buffer.getvalue()

@@ -233,6 +233,18 @@ def verify(artifacts_dir: str | os.PathLike[str] | None = None) -> Verification:
         sha == the_manifest["model"]["sha256"],
         measure=sha,
     )
+    recorded_reference = the_manifest.get("reference")
+    if recorded_reference is not None:  # older manifests do not record it
+        reference_sha = manifest.sha256_hex(
+            (artifacts / contract.REFERENCE_FILENAME).read_bytes()
+        )
+        report.add(
+            "golden set sha256 matches manifest",
+            reference_sha[:16] + "…",
+            isinstance(recorded_reference, dict)
+            and reference_sha == recorded_reference.get("sha256"),
+            measure=reference_sha,
+        )
 
     recipe = the_manifest["recipe"]
     hyper = the_manifest["hyperparameters"]
