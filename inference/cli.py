@@ -141,7 +141,8 @@ def _file_line(f: FileSummary) -> str:
 
 def _report_file(f: FileSummary, quiet: bool, verbose: bool) -> None:
     if f.status == "failed":
-        _error(f.error or "failed")
+        removed = f" (removed the earlier {', '.join(f.removed)})" if f.removed else ""
+        _error(f"{f.error or 'failed'}{removed}")
         return
     if f.out_of_range and f.status == "scored":
         print(f"{PROG}: warning: {f.input}: {f.out_of_range} rows have values outside the "

@@ -52,6 +52,7 @@ from .pipeline import (
     abandon,
     finish_file,
     recorded_summary,
+    remove_unit,
     score_one,
     score_stream,
     skipped_summary,
@@ -63,7 +64,7 @@ from .readers.csv import LineError
 from .readers.npy import NpySource
 from .state import StatKey, file_sha256, same_file, stat_key
 from .summary import BatchSummary, FileSummary, Tally, failed_summary
-from .writers import STDOUT, Writer, detect_output_format, output_schema
+from .writers import STDOUT, RejectReport, Writer, detect_output_format, output_schema
 
 #: Input formats that can be cut into parts.
 SPLITTABLE = ("csv", "tsv", "npy")
@@ -230,6 +231,8 @@ def join_parts(sha256: str, src: str, dst: str, options: ScoreOptions,
     try:
         return _join(sha256, src, dst, options, before, parts, started, run_id)
     except DigitsError as exc:
+        if not isinstance(exc, ClusterError):
+            exc.removed = remove_unit(dst, rejects_path_for(src, dst))
         return failed_summary(src, exc)
     finally:
         for part in parts:
@@ -276,14 +279,15 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions, before: StatKe
                         writer.write(table)
         except OSError as exc:
             raise write_error(dst, exc) from None
+        report.add(total.rejects)
         return total
 
     fmt = detect_output_format(dst, options.output_format)
-    total, digest = write_output(src, dst, fmt, output_schema(id_name, options.proba),
-                                 copy_parts, before=before, display=src,
-                                 digest=lambda: file_sha256(src))
-    return finish_file(FileSummary(input=src, output=dst), total, src, dst, before, digest,
-                       sha256, options, rejects_path_for(src, dst), started, run_id)
+    report = RejectReport(rejects_path_for(src, dst))
+    unit = write_output(src, dst, fmt, output_schema(id_name, options.proba), copy_parts,
+                        report, before=before, display=src, digest=lambda: file_sha256(src))
+    return finish_file(FileSummary(input=src, output=dst), unit, src, dst, before, sha256,
+                       options, started, run_id)
 
 
 def _shifts(parts: list[PartResult]) -> list[tuple[int, int]]:

@@ -21,6 +21,9 @@ class DigitsError(Exception):
     """Base class of every error the library raises on purpose."""
 
     exit_code = EXIT_SOME_FAILED
+    #: Files of an earlier run that the failure removed, so that nothing stale stays under
+    #: the output's name (set by the pipeline).
+    removed: tuple[str, ...] = ()
 
 
 class UsageError(DigitsError, ValueError):

@@ -10,14 +10,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .errors import BusyError, OutputError, WriteError
 
-#: The lock file of an output directory.
-LOCK_NAME = ".digits-score.lock"
+#: The one hidden entry a run keeps in each output directory: the lock and the up-to-date
+#: records live inside it.
+BOOKKEEPING = ".digits-score"
+#: The lock file, inside the bookkeeping folder.
+LOCK_NAME = "lock"
+#: Bookkeeping files are small; a larger one was planted, and is not read.
+MAX_BOOKKEEPING_BYTES = 1 << 20
 
 
 def _umask() -> int:
@@ -87,19 +93,69 @@ def write_atomic_bytes(dst: Path, data: bytes) -> None:
     out.commit()
 
 
-@contextlib.contextmanager
-def output_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on an output directory, or fail at once with BusyError."""
-    path = directory / LOCK_NAME
+def is_special(path: str | Path) -> bool:
+    """Whether ``path`` exists as something other than a regular file (a device, a FIFO, a
+    symbolic link): such a path is written into as a stream, or refused, never replaced."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def bookkeeping_dir(directory: Path) -> Path:
+    """The bookkeeping folder of an output directory, created when missing; refused when
+    anything but a real folder is in its place (a planted link is never followed)."""
+    path = directory / BOOKKEEPING
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
     except FileNotFoundError:
         raise OutputError(f"{directory}: the output directory does not exist") from None
     except OSError as exc:
+        raise OutputError(f"{path}: cannot create the bookkeeping folder ({exc.strerror})"
+                          ) from None
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise OutputError(f"{path}: not a folder (a link or a file is in its place); remove it")
+    return path
+
+
+def read_small_file(path: Path) -> bytes | None:
+    """A bookkeeping file's bytes, or None when it is missing, not a regular file (never
+    followed through a link, never opened when it is a FIFO or a device) or too large."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BOOKKEEPING_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(MAX_BOOKKEEPING_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def output_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on an output directory, or fail at once with BusyError.
+
+    The lock file is never followed through a link, and must be a regular file.
+    """
+    path = bookkeeping_dir(directory) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o644)
+    except OSError as exc:
         raise OutputError(
-            f"{directory}: cannot lock the output directory ({exc.strerror})"
+            f"{directory}: cannot lock the output directory ({path}: {exc.strerror})"
         ) from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError(f"{path}: the lock is not a regular file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

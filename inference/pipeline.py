@@ -12,8 +12,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -24,21 +25,39 @@ from .errors import (
     InputChangedError,
     InputDataError,
     MissingInputError,
+    ModelError,
     OutputError,
     ReadError,
+    WriteError,
     read_error,
     write_error,
 )
-from .fsio import AtomicFile
+from .fsio import AtomicFile, is_special
 from .model import Model
 from .options import ScoreOptions
-from .plan import rejects_path_for
+from .plan import is_stream, rejects_path_for
 from .readers import STDIN, Batch, Reject, Source, open_source
 from .readers.base import check_values, first_out_of_range_column, out_of_range_rows
-from .state import StatKey, changed, read_state, same_file, stat_key, up_to_date, write_state
+from .state import (
+    StatKey,
+    changed,
+    read_state,
+    remove_state,
+    same_file,
+    stat_key,
+    up_to_date,
+    write_state,
+)
 from .summary import FileSummary, Tally
-from .writers import STDOUT, Writer, detect_output_format, open_writer, output_schema, stdout_sink
-from .writers import write_rejects as write_reject_report
+from .writers import (
+    STDOUT,
+    RejectReport,
+    Writer,
+    detect_output_format,
+    open_writer,
+    output_schema,
+    stream_sink,
+)
 
 #: Called with the bytes of the input consumed so far (a progress bar).
 Progress = Callable[[int], None]
@@ -49,51 +68,73 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
               run_id: str | None = None) -> FileSummary:
     """Score one input into ``dst`` (``-`` for stdout), or skip it when ``dst`` is up to date.
 
-    Raises the library's errors when the file fails; nothing then appears under ``dst``. The
-    caller holds the output directory's lock. ``run_id`` names the run (a cluster task that
-    Dask runs twice must report the same file the same way).
+    Raises the library's errors when the file fails; then nothing of this input stays under
+    its final names (an earlier output, reject report and record are removed, and the error's
+    ``removed`` lists them). The caller holds the output directory's lock. ``run_id`` names
+    the run (a cluster task that Dask runs twice must report the same file the same way).
     """
     started = time.perf_counter()
-    to_stdout = dst == STDOUT
-    if not to_stdout and same_file(src, Path(dst)):
+    streamed = is_stream(dst)
+    if not streamed and same_file(src, Path(dst)):
         raise OutputError(f"{dst}: the output would overwrite its own input")
     if src != STDIN and not os.path.exists(src):
         raise MissingInputError(f"{src}: no such file")
-    if not to_stdout and not force:
+    if not streamed and not force:
         skipped = skipped_summary(src, Path(dst), model, options, started, run_id)
         if skipped is not None:
             return skipped
-    before = stat_key(src)
-    source = open_source(src, options.read)
-    try:
-        fmt = detect_output_format(None if to_stdout else dst, options.output_format)
-        tally, digest = write_output(
-            src, dst, fmt, output_schema(source.id_name, options.proba),
-            lambda writer: score_stream(source, model, options, writer, dst, progress),
-            before=before, display=source.display, digest=source.digest,
-            expected_rows=getattr(source, "n_rows", None))
-    finally:
-        source.close()
     rejects_at = Path(rejects_path) if rejects_path else rejects_path_for(src, dst)
-    return finish_file(FileSummary(input=src, output=dst), tally, src, dst, before, digest,
-                       model.sha256, options, rejects_at, started, run_id)
+    try:
+        before = stat_key(src)
+        source = open_source(src, options.read)
+        try:
+            report = RejectReport(rejects_at)
+            fmt = detect_output_format(None if streamed else dst, options.output_format)
+            unit = write_output(
+                src, dst, fmt, output_schema(source.id_name, options.proba),
+                lambda writer: score_stream(source, model, options, writer, dst, progress,
+                                            on_rejects=report.add),
+                report, before=before, display=source.display, digest=source.digest,
+                expected_rows=getattr(source, "n_rows", None))
+        finally:
+            source.close()
+        return finish_file(FileSummary(input=src, output=dst), unit, src, dst, before,
+                           model.sha256, options, started, run_id)
+    except (InputDataError, ReadError, WriteError, ModelError) as exc:
+        exc.removed = remove_unit(dst, rejects_at)
+        raise
+
+
+@dataclass
+class Unit:
+    """An output written and checked but not yet committed: the output's temporary file (None
+    for a stream), its reject report, and what was read."""
+
+    tally: Tally
+    digest: str | None
+    out: AtomicFile | None
+    report: RejectReport
 
 
 def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
-                 fill: Callable[[Writer], Tally], *, before: StatKey | None, display: str,
-                 digest: Callable[[], str | None],
-                 expected_rows: int | None = None) -> tuple[Tally, str | None]:
-    """Write an output through ``fill``, check it and commit it: the end of every engine's
-    pipeline. Returns the tally and the input's sha256.
+                 fill: Callable[[Writer], Tally], report: RejectReport, *,
+                 before: StatKey | None, display: str, digest: Callable[[], str | None],
+                 expected_rows: int | None = None) -> Unit:
+    """Write an output through ``fill`` and check it: the middle of every engine's pipeline.
 
-    The output goes to a temporary file renamed into place only when every row is accounted
-    for and the input did not change meanwhile; on any failure nothing is left under ``dst``.
+    The output goes to a temporary file (a stream is written directly); it is kept only when
+    every row is accounted for and the input did not change meanwhile. On any failure the
+    temporary files are removed, and nothing was put under a final name.
     """
-    out = None if dst == STDOUT else AtomicFile(Path(dst))
+    streamed = is_stream(dst)
+    out = None if streamed else AtomicFile(Path(dst))
     writer: Writer | None = None
+    sink: BinaryIO | None = None
     try:
         try:
-            writer = open_writer(fmt, stdout_sink() if out is None else out.tmp, schema)
+            if out is None:
+                sink = stream_sink(dst)
+            writer = open_writer(fmt, out.tmp if out is not None else sink, schema)
         except OSError as exc:  # the header is written at once: a full disk shows here
             raise write_error(dst, exc) from None
         tally = fill(writer)
@@ -110,10 +151,8 @@ def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
         if tally.rows == 0:
             raise InputDataError(f"{display}: the file has no data rows")
         sha256 = digest()
-        if out is not None:
-            out.commit()
     except (InputDataError, ReadError) as exc:
-        abandon(writer, out)
+        abandon(writer, out, report)
         if before is not None and not isinstance(exc, InputChangedError) and changed(src, before):
             # A ragged last line or a short read is what a file cut mid-read looks like;
             # name the cause, not the symptom.
@@ -122,21 +161,70 @@ def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
             ) from None
         raise
     except OSError as exc:
-        abandon(writer, out)
+        abandon(writer, out, report)
         raise read_error(src, exc) from None
     except BaseException:
-        abandon(writer, out)
+        abandon(writer, out, report)
         raise
-    return tally, sha256
+    finally:
+        if sink is not None and dst != STDOUT:
+            with contextlib.suppress(OSError):
+                sink.close()
+    return Unit(tally, sha256, out, report)
 
 
-def abandon(writer: Writer | None, out: AtomicFile | None) -> None:
+def abandon(writer: Writer | None, out: AtomicFile | None,
+            report: RejectReport | None = None) -> None:
     """Close a half-written output and delete it: a failed file leaves nothing behind."""
     if writer is not None:
         with contextlib.suppress(Exception):
             writer.close()
     if out is not None:
         out.discard()
+    if report is not None:
+        report.discard()
+
+
+def commit_unit(dst: str, unit: Unit, record: Callable[[], None]) -> None:
+    """Put an output, its reject report and its record under their final names, in an order
+    that never shows a new output beside an old report, nor a record for a file it does not
+    describe: old record and old report go first, then the output, the new report, and the
+    record last. A kill in between leaves an output without a record, which a rerun redoes.
+    """
+    try:
+        if unit.out is not None:
+            remove_state(Path(dst))
+        if unit.out is not None and unit.report.count == 0 and not is_special(unit.report.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(unit.report.path)
+        if unit.out is not None:
+            unit.out.commit()
+        unit.report.commit()
+        if unit.out is not None:
+            record()
+    except BaseException:
+        unit.report.discard()
+        if unit.out is not None:
+            unit.out.discard()
+        raise
+
+
+def remove_unit(dst: str, rejects_at: Path) -> tuple[str, ...]:
+    """Remove what an earlier run left under ``dst``'s names (output, reject report, record),
+    as make's .DELETE_ON_ERROR does: after a failure, nothing stale passes for current."""
+    if is_stream(dst):
+        return ()
+    removed = []
+    for path in (Path(dst), rejects_at):
+        if is_special(path):
+            continue
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+        removed.append(str(path))
+    remove_state(Path(dst))
+    return tuple(removed)
 
 
 def prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
@@ -150,10 +238,12 @@ def prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
 
 def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Writer,
                  dst: str, progress: Progress | None = None, *,
+                 on_rejects: Callable[[list[Reject]], None] | None = None,
                  fail_fast: bool = True) -> Tally:
     """Score every batch of ``source`` into ``writer``: the loop the local engine and each
     part of a split file on a cluster share.
 
+    Rejects go to ``on_rejects`` as they are found (a reject report), else into the tally.
     With ``--on-error fail`` the first reject raises InputDataError; with ``fail_fast=False``
     (a part, whose line numbers are not final yet) it stops and leaves the rejects to report.
     """
@@ -169,6 +259,7 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
                 first = batch.rejects[0]
                 raise InputDataError(f"{source.display}: {first.where()}: {first.reason}")
             tally.rejects.extend(batch.rejects)
+            tally.rejected += len(batch.rejects)
             tally.stopped = True
             return tally
         labels, proba = model.run(batch.X)
@@ -176,9 +267,15 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
             writer.write(prediction_table(batch, labels, proba, schema))
         except OSError as exc:
             raise write_error(dst, exc) from None
+        except InputDataError as exc:  # what the output format cannot hold
+            raise InputDataError(f"{source.display}: {exc}") from None
         tally.rows += batch.n_rows
         tally.scored += len(labels)
-        tally.rejects.extend(batch.rejects)
+        tally.rejected += len(batch.rejects)
+        if on_rejects is not None:
+            on_rejects(batch.rejects)
+        else:
+            tally.rejects.extend(batch.rejects)
         if has_truth and batch.truth is not None:
             tally.add_truth(batch.truth, labels)
         if progress is not None:
@@ -223,37 +320,32 @@ def check_accounting(display: str, tally: Tally, written: int,
                      expected: int | None = None) -> None:
     """Input rows = scored + rejected, and every scored row was written: never lose a row."""
     expected = tally.rows if expected is None else expected
-    if tally.rows != expected or tally.rows != tally.scored + len(tally.rejects) or (
+    if tally.rows != expected or tally.rows != tally.scored + tally.rejected or (
         written != tally.scored
     ):
         raise RuntimeError(
             f"{display}: row accounting failed: {expected} rows in the input, "
-            f"{tally.rows} read, {tally.scored} scored, {len(tally.rejects)} rejected, "
+            f"{tally.rows} read, {tally.scored} scored, {tally.rejected} rejected, "
             f"{written} written"
         )
 
 
-def finish_file(summary: FileSummary, tally: Tally, src: str, dst: str,
-                before: StatKey | None, digest: str | None, model_sha256: str,
-                options: ScoreOptions, rejects_at: Path, started: float,
-                run_id: str | None = None) -> FileSummary:
-    """After the output is committed: fill the summary, write the reject report and the
-    up-to-date record beside the output."""
-    to_stdout = dst == STDOUT
+def finish_file(summary: FileSummary, unit: Unit, src: str, dst: str,
+                before: StatKey | None, model_sha256: str, options: ScoreOptions,
+                started: float, run_id: str | None = None) -> FileSummary:
+    """Fill the file's summary and commit its unit: output, reject report, record."""
+    tally = unit.tally
     summary.rows, summary.scored = tally.rows, tally.scored
-    summary.rejected, summary.out_of_range = len(tally.rejects), tally.out_of_range
+    summary.rejected, summary.out_of_range = tally.rejected, tally.out_of_range
     if options.read.label_column is not None:
         summary.correct, summary.labelled = tally.correct, tally.labelled
         summary.confusion = tally.confusion.tolist()
-    if tally.rejects:
-        write_reject_report(rejects_at, tally.rejects)
-        summary.rejects_file = str(rejects_at)
-    elif not to_stdout and rejects_at.exists():
-        rejects_at.unlink()
+    if unit.report.count:
+        summary.rejects_file = str(unit.report.path)
     summary.seconds = time.perf_counter() - started
-    if not to_stdout:
-        write_state(src, Path(dst), before, digest, model_sha256, options.fingerprint(),
-                    asdict(summary), run_id)
+    commit_unit(dst, unit, lambda: write_state(
+        src, Path(dst), before, unit.digest, model_sha256, options.fingerprint(),
+        asdict(summary), run_id))
     return summary
 
 

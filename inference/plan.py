@@ -10,19 +10,22 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import MissingInputError, UsageError
-from .formats import split_format
-from .fsio import output_lock, remove_leftovers
+from .errors import MissingInputError, OutputError, UsageError
+from .formats import OUTPUT_FORMATS, split_format
+from .fsio import is_special, output_lock, remove_leftovers
 from .options import ScoreOptions, check_run
 from .readers import STDIN, detect_format
 from .state import state_path_for
 from .writers import STDOUT, detect_output_format
 
-#: Names a directory scan never takes as inputs: the scorer's own outputs and reports.
-OWN_SUFFIXES = (".pred.csv", ".rejects.csv")
+#: Names a directory scan never takes as inputs: the scorer's own outputs (in every output
+#: format) and reject reports. Hidden files (the bookkeeping folder) are never taken either.
+OWN_SUFFIXES = (*(f".pred.{fmt}" for fmt in OUTPUT_FORMATS), ".rejects.csv")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def expand_inputs(inputs: list[str], input_format: str | None = None) -> list[st
         elif os.path.isdir(spec):
             entries = sorted(str(p) for p in Path(spec).iterdir() if p.is_file())
             found.extend(p for p in entries if _known_input(p, input_format))
-        elif glob.has_magic(spec):
+        elif glob.has_magic(spec) and not os.path.lexists(spec):
+            # An existing name is a name (brackets[1].csv), never a pattern.
             matches = sorted(glob.glob(spec))
             if not matches:
                 raise MissingInputError(f"{spec}: the pattern matches no file")
@@ -78,8 +82,14 @@ def rejects_path_for(src: str, dst: str) -> Path:
     """Where the reject report of ``src`` goes: beside its output (the working directory for
     stdout)."""
     stem = "stdin" if src == STDIN else input_stem(src)
-    folder = Path.cwd() if dst == STDOUT else Path(dst).parent
+    folder = Path.cwd() if is_stream(dst) else Path(dst).parent
     return folder / f"{stem}.rejects.csv"
+
+
+def is_stream(dst: str) -> bool:
+    """Whether ``dst`` is written as a stream (stdout, a device, a FIFO): no temporary file,
+    no rename, no record, no lock."""
+    return dst == STDOUT or is_special(dst)
 
 
 def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path | None,
@@ -103,9 +113,12 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
 
 
 def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
-             options: ScoreOptions | None) -> RunPlan:
-    """Check the run's options, find the input files and pair each with its output: the start
-    that the local and the cluster engine share."""
+             options: ScoreOptions | None, *, model_path: Path | None = None,
+             reports: Sequence[str] = ()) -> RunPlan:
+    """Check the run's options, find the input files, pair each with its output, and check
+    every path the run will write (outputs, reject reports, ``reports`` such as the summary)
+    against every file it reads and against each other: the start that the local and the
+    cluster engine share. Nothing is written before this passes."""
     check_run(output=output, out_dir=out_dir)
     options = options or ScoreOptions()
     if options.output_format is None and output not in (None, STDOUT):
@@ -113,7 +126,134 @@ def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
     files = expand_inputs(inputs, options.read.input_format)
     pairs = plan_outputs(files, output=output, out_dir=out_dir,
                          output_format=options.output_format)
-    return RunPlan(options, files, pairs)
+    plan = RunPlan(options, files, pairs)
+    check_paths(plan, model_path=model_path, reports=reports, explicit=out_dir is None)
+    return plan
+
+
+# -- which paths a run may write ---------------------------------------------------------------
+
+#: A file's identity: (device, inode) when it exists, else its resolved path; None for
+#: character devices (/dev/null, a terminal), which writing cannot destroy.
+Identity = tuple[int, int] | str | None
+
+
+def identity(path: str) -> Identity:
+    """The identity of ``path`` (``-`` stands for stdin here)."""
+    try:
+        st = os.fstat(0) if path == STDIN else os.stat(path)
+    except OSError:
+        return None if path == STDIN else os.path.realpath(path)
+    if stat.S_ISCHR(st.st_mode):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stdout_identity() -> Identity:
+    """stdout's identity when it is a file (``>> in.csv``): writing it would change that file."""
+    try:
+        st = os.fstat(1)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def check_target(path: str, *, what: str, may_stream: bool) -> None:
+    """Refuse an output path that is not a regular file or a new name: only regular files
+    are ever replaced. A device or a FIFO named explicitly (``-o /dev/null``) is written as a
+    stream; a link is never followed to replace its target."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode):
+        return
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.stat(path)
+        except OSError:
+            raise OutputError(f"{path}: the {what} is a broken symbolic link; remove it or give "
+                              "another path") from None
+        if may_stream and (not stat.S_ISREG(target.st_mode)
+                           or path.startswith(("/dev/", "/proc/"))):
+            return _streamable(path, target.st_mode, what)
+        raise OutputError(f"{path}: the {what} is a symbolic link; give the path it points to "
+                          f"({os.path.realpath(path)})")
+    if may_stream:
+        return _streamable(path, st.st_mode, what)
+    raise OutputError(f"{path}: the {what} would replace a {_kind(st.st_mode)}; "
+                      "only regular files are replaced")
+
+
+def _streamable(path: str, mode: int, what: str) -> None:
+    if stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return
+    raise OutputError(f"{path}: the {what} is a {_kind(mode)}; give a file, a FIFO or a device")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISLNK, "symbolic link")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def check_paths(plan: RunPlan, *, model_path: Path | None, reports: Sequence[str] = (),
+                explicit: bool = True) -> None:
+    """Every path the run writes against every file it reads and against each other, by
+    identity; a collision is an OutputError (exit 73) before anything is written."""
+    read: dict[Identity, str] = {}
+    for src in plan.files:
+        read.setdefault(identity(src), src)
+    if model_path is not None:
+        read.setdefault(identity(str(model_path)), str(model_path))
+    read.pop(None, None)
+    targets: list[tuple[str, str, Identity]] = []
+    for src, dst in plan.pairs:
+        if dst == STDOUT:
+            key = _stdout_identity()
+            if key is not None and key == identity(src):
+                raise OutputError(f"<stdout>: the output would overwrite its own input {src}")
+            targets.append(("<stdout>", "output", key))
+        else:
+            check_target(dst, what="output", may_stream=explicit)
+            key = identity(dst)
+            if key is not None and key == identity(src):
+                raise OutputError(f"{dst}: the output would overwrite its own input")
+            targets.append((dst, "output", key))
+        # Beside a file output, an earlier report under this name is removed whatever
+        # --on-error says; beside a stream, a report is only written (--on-error skip).
+        if not is_stream(dst) or plan.options.on_error == "skip":
+            rejects = str(rejects_path_for(src, dst))
+            check_target(rejects, what="reject report", may_stream=False)
+            targets.append((rejects, "reject report", identity(rejects)))
+    for report in reports:
+        if report == STDOUT:
+            if any(dst == STDOUT for _, dst in plan.pairs):
+                raise UsageError("the predictions and the summary would both go to stdout; "
+                                 "give -o FILE")
+            continue
+        check_target(report, what="report", may_stream=True)
+        targets.append((report, "report", identity(report)))
+    written: dict[Identity, str] = {}
+    for path, what, key in targets:
+        if key is None:
+            continue
+        if key in read:
+            source = read[key]
+            if source == STDIN:
+                source = "stdin (the same file)"
+            elif model_path is not None and source == str(model_path):
+                source = f"the model {source}"
+            else:
+                source = f"the input {source}"
+            raise OutputError(f"{path}: the {what} would overwrite {source}")
+        if key in written:
+            raise OutputError(f"{path}: the run would write this file twice (as {written[key]} "
+                              f"and as {what})")
+        written[key] = what
 
 
 def leftover_names(pairs: list[tuple[str, str]]) -> dict[Path, set[str]]:
@@ -121,18 +261,19 @@ def leftover_names(pairs: list[tuple[str, str]]) -> dict[Path, set[str]]:
     temporaries of: outputs, reject reports and state records."""
     names: dict[Path, set[str]] = {}
     for src, dst in pairs:
-        if dst == STDOUT:
+        if is_stream(dst):
             continue
         path = Path(dst)
-        names.setdefault(path.parent, set()).update(
-            {path.name, state_path_for(path).name, rejects_path_for(src, dst).name})
+        names.setdefault(path.parent, set()).update({path.name, rejects_path_for(src, dst).name})
+        state = state_path_for(path)
+        names.setdefault(state.parent, set()).add(state.name)
     return names
 
 
 def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]]) -> None:
     """Lock every output directory for the run (on ``stack``), then clear what killed runs
     left beside these outputs."""
-    directories = sorted({str(Path(dst).parent) for _, dst in pairs if dst != STDOUT})
+    directories = sorted({str(Path(dst).parent) for _, dst in pairs if not is_stream(dst)})
     for directory in directories:
         stack.enter_context(output_lock(Path(directory)))
     remove_leftovers(leftover_names(pairs))

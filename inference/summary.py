@@ -30,6 +30,8 @@ class FileSummary:
     rejects_file: str | None = None
     error: str | None = None
     exit_code: int = EXIT_OK
+    #: Files of an earlier run that this file's failure removed (output, report, record).
+    removed: list[str] | None = None
 
     @property
     def accuracy(self) -> float | None:
@@ -100,6 +102,9 @@ class Tally:
     labelled: int = 0
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((N_CLASSES, N_CLASSES),
                                                                    np.int64))
+    #: Rejected rows, counted; kept in ``rejects`` only where no report takes them as they
+    #: come (a part of a split file, whose line numbers are not final yet).
+    rejected: int = 0
     rejects: list[Reject] = field(default_factory=list)
     #: A part stopped at its first reject under --on-error fail (its file fails).
     stopped: bool = False
@@ -121,6 +126,7 @@ class Tally:
         self.out_of_range += other.out_of_range
         self.correct += other.correct
         self.labelled += other.labelled
+        self.rejected += other.rejected
         self.confusion += other.confusion
         self.rejects.extend(
             replace(r, row=r.row + row_shift,
@@ -132,4 +138,4 @@ class Tally:
 def failed_summary(src: str, exc: DigitsError) -> FileSummary:
     """A file that failed: no output, the error's message and exit code."""
     return FileSummary(input=src, output=None, status="failed", error=str(exc),
-                       exit_code=exc.exit_code)
+                       exit_code=exc.exit_code, removed=list(exc.removed) or None)

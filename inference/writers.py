@@ -3,12 +3,15 @@ stream, and the reject report."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -16,9 +19,9 @@ import pyarrow.csv as pacsv
 
 from .arrow import to_numpy
 from .contract import N_CLASSES
-from .errors import UsageError
+from .errors import InputDataError, UsageError, WriteError, write_error
 from .formats import output_format_of
-from .fsio import write_atomic_bytes
+from .fsio import AtomicFile
 from .readers import Reject
 
 STDOUT = "-"
@@ -36,11 +39,20 @@ def detect_output_format(path: str | None, given: str | None) -> str:
 
 
 def output_schema(id_name: str | None, proba: bool) -> pa.Schema:
-    """Columns of every output: the row number or the id, label, confidence, then p0..p9."""
+    """Columns of every output: the row number or the id, label, confidence, then p0..p9.
+
+    An id column named like one of the others would give a table with two fields of one name
+    (unreadable as JSON Lines or Parquet): refused.
+    """
+    names = ["label", "confidence", *(PROBA_COLUMNS if proba else [])]
+    if id_name in names:
+        raise UsageError(
+            f"--id-column {id_name!r}: the output has a column of that name already "
+            f"({', '.join(names)}); rename the input column"
+        )
     key = pa.field(id_name, pa.string()) if id_name else pa.field("row", pa.int64())
     fields = [key, pa.field("label", pa.int64()), pa.field("confidence", pa.float32())]
-    if proba:
-        fields += [pa.field(name, pa.float32()) for name in PROBA_COLUMNS]
+    fields += [pa.field(name, pa.float32()) for name in names[2:]]
     return pa.schema(fields)
 
 
@@ -150,20 +162,25 @@ class JsonlWriter(TableWriter):
 
 
 class NpyWriter(TableWriter):
-    """A 1-D structured array; the row count in the header is fixed up when the file closes."""
+    """A 1-D structured array; the row count in the header is fixed up when the file closes.
+
+    The key field is always int64: ids must be whole numbers. A stream (stdout) gets the
+    array through a temporary file, so that memory stays bounded whatever the row count.
+    """
 
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
         super().__init__(sink, schema)
-        if not pa.types.is_integer(schema.field(0).type):
-            raise UsageError(
-                "NPY output cannot hold string ids; drop --id-column or write csv, parquet "
-                "or jsonl"
-            )
+        key = schema.field(0)
         self.dtype = np.dtype([
-            (f.name, "<i8" if pa.types.is_integer(f.type) else "<f4") for f in schema
+            (f.name, "<i8" if f is key or pa.types.is_integer(f.type) else "<f4")
+            for f in schema
         ])
         self._seekable = isinstance(sink, Path)
-        self._fh: BinaryIO = open(sink, "wb") if isinstance(sink, Path) else io.BytesIO()  # noqa: SIM115
+        self._fh: BinaryIO
+        if isinstance(sink, Path):
+            self._fh = open(sink, "wb")  # noqa: SIM115 - closed in close()
+        else:
+            self._fh = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self._header_len = len(self._header(10**18))
         self._fh.write(self._header(0, self._header_len))
 
@@ -178,18 +195,41 @@ class NpyWriter(TableWriter):
 
     def _write(self, table: pa.Table) -> None:
         records = np.empty(table.num_rows, dtype=self.dtype)
+        key = table.schema.field(0).name
         for name in self.dtype.names or ():
-            records[name] = to_numpy(table.column(name))
+            column = table.column(name)
+            if name == key and not pa.types.is_integer(column.type):
+                column = _whole_numbers(column, name)
+            records[name] = to_numpy(column)
         self._fh.write(records.tobytes())
 
     def close(self) -> None:
         self._fh.seek(0)
         self._fh.write(self._header(self.rows, self._header_len))
-        if isinstance(self._fh, io.BytesIO) and not isinstance(self.sink, Path):
-            self.sink.write(self._fh.getvalue())
+        if not isinstance(self.sink, Path):
+            self._fh.seek(0)
+            shutil.copyfileobj(self._fh, self.sink, 1 << 20)
             self.sink.flush()
-        else:
-            self._fh.close()
+        self._fh.close()
+
+
+def _whole_numbers(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """An id column as int64, or InputDataError naming the first id that is not a whole
+    number (NPY output has no string type)."""
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        for value in column.to_pylist():
+            try:
+                int(value)
+            except (TypeError, ValueError):
+                raise InputDataError(
+                    f"id {value!r} in column {name!r} is not a whole number: NPY output holds "
+                    "numeric ids only; write csv, parquet or jsonl, or drop --id-column"
+                ) from None
+        raise
 
 
 _WRITERS: dict[str, type[TableWriter]] = {
@@ -202,20 +242,62 @@ def open_writer(fmt: str, sink: Path | BinaryIO, schema: pa.Schema) -> Writer:
     return _WRITERS[fmt](sink, schema)
 
 
-def stdout_sink() -> BinaryIO:
-    return sys.stdout.buffer
+def stream_sink(dst: str) -> BinaryIO:
+    """The stream an output is written into: stdout for ``-``, else the device or FIFO named.
+
+    Raises WriteError when stdout is closed (a cron line with ``>&-``).
+    """
+    if dst != STDOUT:
+        return open(dst, "wb")
+    stream = sys.stdout
+    if stream is None or getattr(stream, "buffer", None) is None:
+        raise WriteError("-: cannot write to stdout: it is closed; give -o FILE")
+    return stream.buffer
 
 
 REJECT_COLUMNS = ["row", "line", "column", "column_name", "reason", "text"]
 
 
-def write_rejects(dst: Path, rejects: list[Reject]) -> None:
-    """Every rejected row, with where and why, as a small CSV written atomically."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer, lineterminator="\n")
-    out.writerow(REJECT_COLUMNS)
-    for r in rejects:
-        out.writerow([r.row, "" if r.line is None else r.line,
-                      "" if r.column is None else r.column, r.column_name or "", r.reason,
-                      r.text])
-    write_atomic_bytes(dst, buffer.getvalue().encode("utf-8"))
+class RejectReport:
+    """The reject report of one input, written as rejects are found: to a temporary file
+    beside its final name, committed with the output (or discarded with it). Holds no rejected
+    row in memory, however many there are."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._out: AtomicFile | None = None
+        self._fh: io.TextIOWrapper | None = None
+        self._csv: Any = None
+
+    def add(self, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        try:
+            if self._out is None:
+                self._out = AtomicFile(self.path)
+                self._fh = open(self._out.tmp, "w", encoding="utf-8",  # noqa: SIM115
+                                errors="backslashreplace", newline="")
+                self._csv = csv.writer(self._fh, lineterminator="\n")
+                self._csv.writerow(REJECT_COLUMNS)
+            self._csv.writerows(
+                [r.row, "" if r.line is None else r.line, "" if r.column is None else r.column,
+                 r.column_name or "", r.reason, r.text] for r in rejects)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+        self.count += len(rejects)
+
+    def commit(self) -> None:
+        """Put the report under its final name (when there was any reject)."""
+        if self._out is not None and self._fh is not None:
+            self._fh.close()
+            self._out.commit()
+            self._out = None
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+        if self._out is not None:
+            self._out.discard()
+            self._out = None

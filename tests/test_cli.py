@@ -162,9 +162,9 @@ def test_python_m_help_lists_the_exit_codes():
          "digits-score: error: 2 inputs need --out-dir DIR (-o takes one input)"),
         (["good.csv", "-o", "good.csv"], 73,
          "digits-score: error: good.csv: the output would overwrite its own input"),
-        (["ids.csv", "-o", "x.npy", "--id-column", "id"], 2,
-         "digits-score: error: NPY output cannot hold string ids; drop --id-column or write "
-         "csv, parquet or jsonl"),
+        (["ids.csv", "-o", "x.npy", "--id-column", "id"], 65,
+         "digits-score: error: ids.csv: id 's0' in column 'id' is not a whole number: NPY "
+         "output holds numeric ids only; write csv, parquet or jsonl, or drop --id-column"),
         (["good.weird", "-o", "x.csv"], 2, "digits-score: error: good.weird: cannot tell the "
          "format from the extension; use --input-format (csv, tsv, csv.gz, tsv.gz, npy, "
          "parquet)"),
@@ -212,7 +212,7 @@ def test_a_bad_row_fails_its_file_and_leaves_no_output(run, tmp_path, digits_row
     code, _, err = run(src, "-o", out)
     assert code == 65
     assert err == [f"digits-score: error: {src}: line 31: expected 64 columns, found 65"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".digits-score.lock", "x.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".digits-score", "x.csv"]
 
 
 def test_skip_writes_good_rows_and_a_reject_report(run, tmp_path, digits_rows, model):

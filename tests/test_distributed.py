@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
-from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_files
+from digits_onnx.inference import Model, OutputError, ReadOptions, ScoreOptions, score_files
 from digits_onnx.inference.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -282,7 +282,7 @@ def test_unreachable_scheduler_exits_69(tmp_path, capsys):
                  "--scheduler", "tcp://127.0.0.1:9"])
     assert code == 69
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == [tmp_path / ".digits-score.lock"]
+    assert list(tmp_path.iterdir()) == [tmp_path / ".digits-score"]
 
 
 def test_progress_bar_counts_tasks_when_asked(inputs, cluster, tmp_path, capsys):
@@ -304,11 +304,11 @@ def test_a_split_input_is_never_its_own_output(inputs, cluster, tmp_path):
     src = tmp_path / "in.csv"
     src.write_bytes((inputs / "batch0.csv").read_bytes())
     before = src.read_bytes()
-    summary = score_files([str(src)], output=str(src), options=_options(), scheduler=cluster,
-                          part_bytes=PART_BYTES)
-    (failed,) = summary.files
-    assert failed.status == "failed" and failed.exit_code == 73
-    assert failed.error == f"{src}: the output would overwrite its own input"
+    with pytest.raises(OutputError, match="the output would overwrite its own input") as info:
+        score_files([str(src)], output=str(src), options=_options(), scheduler=cluster,
+                    part_bytes=PART_BYTES)
+    assert str(info.value) == f"{src}: the output would overwrite its own input"
+    assert info.value.exit_code == 73
     assert src.read_bytes() == before
 
 
@@ -329,9 +329,9 @@ def test_no_part_file_outlives_a_failed_split_file(inputs, tmp_path):
                               part_bytes=PART_BYTES)
         (failed,) = summary.files
         assert failed.status == "failed" and failed.exit_code == 69
-        assert [p.name for p in out.iterdir()] == [".digits-score.lock"]
+        assert [p.name for p in out.iterdir()] == [".digits-score"]
         time.sleep(2)  # nothing arrives late either
-        assert [p.name for p in out.iterdir()] == [".digits-score.lock"]
+        assert [p.name for p in out.iterdir()] == [".digits-score"]
 
 
 SPAWN_PROBE = """

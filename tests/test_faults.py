@@ -66,7 +66,7 @@ def _visible(folder: Path) -> dict[str, bytes]:
 
 def _hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")
-                  and not p.name.endswith(".state.json") and p.name != ".digits-score.lock")
+                  and p.name != ".digits-score")
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,9 @@ def test_the_disk_filling_up_at_any_point_exits_74(batch_inputs, tmp_path, fmt, 
     assert proc.returncode == 74, proc.stderr
     assert proc.stderr.startswith(f"digits-score: error: {dst}: cannot")
     assert proc.stderr.count("\n") == 1 and "File too large" in proc.stderr
-    assert dst.read_text() == "an earlier output\n"
+    # A failed file leaves nothing under its name: the earlier output is removed, and said so.
+    assert not dst.exists()
+    assert proc.stderr.endswith(f"(removed the earlier {dst})\n")
     assert _hidden(out) == []
 
 
@@ -214,7 +216,7 @@ def test_io_errors_exit_74_and_leave_nothing_behind(batch_inputs, tmp_path, monk
     err = capsys.readouterr().err
     assert err.startswith(f"digits-score: error: {old}: cannot") and err.count("\n") == 1
     assert "No space left on device" in err
-    assert old.read_text() == "an earlier output\n"
+    assert not old.exists() and err.endswith(f"(removed the earlier {old})\n")
     assert _hidden(out) == []
 
 
@@ -226,9 +228,9 @@ def test_two_runs_at_once_one_scores_the_other_exits_75(tmp_path, repetition):
     out = tmp_path / "out"
     out.mkdir()
     (out / "earlier.pred.csv").write_text("kept\n")
-    def snapshot() -> dict[str, int]:  # the lock file is the winner's; all else must stay
+    def snapshot() -> dict[str, int]:  # the bookkeeping is the winner's; all else must stay
         return {p.name: p.stat().st_mtime_ns for p in out.iterdir()
-                if p.name != ".digits-score.lock"}
+                if p.name != ".digits-score"}
 
     before = snapshot()
     rows = "\n".join(",".join(str((i * 7 + k) % 17) for k in range(64)) for i in range(50))
@@ -299,8 +301,7 @@ def test_an_input_changed_while_scored_fails_cleanly(tmp_path, model, kind, chan
     assert ("changed while it was being scored" in message or "ended early" in message
             or "truncated" in message), message
     assert not dst.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [
-        ".digits-score.lock"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".digits-score"]
 
 
 def test_a_truncated_npy_never_kills_the_process(tmp_path):

@@ -10,7 +10,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from digits_onnx.inference import Model, ReadOptions, ScoreOptions, contract, score_file
+from digits_onnx.inference import (
+    InputDataError,
+    Model,
+    ReadOptions,
+    ScoreOptions,
+    contract,
+    score_file,
+)
 from digits_onnx.inference.model import bundled_model_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -95,8 +102,10 @@ def test_examples_score_to_the_reference_labels(tmp_path, reference):
     csv_out = tmp_path / "csv.npy"
     opts = ScoreOptions(read=ReadOptions(id_column="id", label_column="label"),
                         output_format="npy")
-    with pytest.raises(Exception, match="NPY output cannot hold string ids"):
+    with pytest.raises(InputDataError, match="id 't0000' in column 'id' is not a whole number: "
+                       "NPY output holds numeric ids only"):
         score_file(str(examples / "digits_test.csv"), csv_out, model=model, options=opts)
+    assert not csv_out.exists()
     summary = score_file(str(examples / "digits_test.csv"), tmp_path / "csv.jsonl", model=model,
                          options=ScoreOptions(read=ReadOptions(id_column="id",
                                                                label_column="label")))
@@ -105,3 +114,20 @@ def test_examples_score_to_the_reference_labels(tmp_path, reference):
     assert summary.correct == int((reference["labels"] == reference["y"]).sum())
     labels, _ = scored(examples / "digits_test.npy", tmp_path / "npy.npy", model)
     np.testing.assert_array_equal(labels, reference["labels"])
+
+
+def test_npy_output_keeps_numeric_ids(tmp_path, model, digits_rows):
+    """NPY has no string type: ids that are whole numbers are written as int64."""
+    ids = [1000 + 7 * i for i in range(len(digits_rows))]
+    src = tmp_path / "ids.csv"
+    lines = ["id," + ",".join(f"p{k}" for k in range(64))]
+    lines += [f"{i}," + ",".join(f"{v:g}" for v in row) for i, row in zip(ids, digits_rows,
+                                                                          strict=True)]
+    src.write_text("\n".join(lines) + "\n")
+    dst = tmp_path / "out.npy"
+    score_file(str(src), dst, model=model,
+               options=ScoreOptions(read=ReadOptions(id_column="id"), output_format="npy"))
+    out = np.load(dst)
+    assert out.dtype.names == ("id", "label", "confidence")
+    assert out["id"].tolist() == ids
+    np.testing.assert_array_equal(out["label"], model.predict(digits_rows))
