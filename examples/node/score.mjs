@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // Score a CSV of 64-pixel digit rows with the digits-onnx model in Node.js.
 //
-//   node score.mjs [--model PATH] [--proba] FILE.csv     ('-' or no FILE reads stdin)
+//   node score.mjs [--backend web|node] [--model PATH] [--proba] FILE.csv   ('-' or no FILE: stdin)
 //
 // Prints `label,confidence` per input row (with --proba also p0..p9), in input order.
-// onnxruntime-web runs on its WebAssembly backend, so nothing native is installed.
+// --backend web (the default) runs onnxruntime-web on its WebAssembly backend: nothing native.
+// --backend node runs onnxruntime-node, the native binding shipped inside its npm package
+// (its install script, which downloads extra binaries, is skipped: see .npmrc).
 // The contract (see docs/embedding.md): input X float32 [N, 64], pixels 0..16 row by row;
-// outputs label int64 [N] and probabilities float32 [N, 10].
+// outputs probabilities float32 [N, 10] and, when the graph has ArgMax, label int64 [N]; a
+// model without `label` (the probabilities profile) gets the argmax taken here.
 //
 // A header line is recognised by a non-numeric first row. With a header, the 64 columns named
 // pixel_* are used when present (so id and label columns may sit beside them); otherwise a
@@ -17,28 +20,31 @@ import { createReadStream, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import * as ort from "onnxruntime-web";
 
 const N_FEATURES = 64;
 const N_CLASSES = 10;
 const CHUNK_ROWS = 4096;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DEFAULT_MODEL = resolve(HERE, "../../artifacts/model.onnx");
+const BACKENDS = { web: "onnxruntime-web", node: "onnxruntime-node" };
 
 class UsageError extends Error { exitCode = 2; }
 class DataError extends Error { exitCode = 65; }
 
 function parseArgs(argv) {
-  const args = { model: DEFAULT_MODEL, proba: false, input: "-" };
+  const args = { backend: "web", model: DEFAULT_MODEL, proba: false, input: "-" };
   const rest = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--model") {
       if (i + 1 >= argv.length) throw new UsageError("--model needs a path");
       args.model = argv[++i];
+    } else if (arg === "--backend") {
+      if (!Object.hasOwn(BACKENDS, argv[i + 1] ?? "")) throw new UsageError("--backend takes web or node");
+      args.backend = argv[++i];
     } else if (arg === "--proba") args.proba = true;
     else if (arg === "-h" || arg === "--help") {
-      process.stdout.write("usage: node score.mjs [--model PATH] [--proba] [FILE.csv|-]\n");
+      process.stdout.write("usage: node score.mjs [--backend web|node] [--model PATH] [--proba] [FILE.csv|-]\n");
       process.exit(0);
     } else if (arg.startsWith("--")) throw new UsageError(`unknown option ${arg}`);
     else rest.push(arg);
@@ -46,6 +52,13 @@ function parseArgs(argv) {
   if (rest.length > 1) throw new UsageError("give one input file");
   if (rest.length === 1) args.input = rest[0];
   return args;
+}
+
+// The first largest, as ONNX ArgMax and numpy.argmax break ties.
+function argmax(p) {
+  let best = 0;
+  for (let k = 1; k < p.length; k++) if (p[k] > p[best]) best = k;
+  return best;
 }
 
 const isNumber = (token) => token.trim() !== "" && Number.isFinite(Number(token));
@@ -104,7 +117,8 @@ async function* rowChunks(stream, name) {
 
 async function main(argv) {
   const args = parseArgs(argv);
-  ort.env.wasm.numThreads = 1; // one thread: no worker files to locate, same sums every run
+  const ort = await import(BACKENDS[args.backend]);
+  if (args.backend === "web") ort.env.wasm.numThreads = 1; // no worker files to locate
   let modelBytes;
   try {
     modelBytes = readFileSync(args.model);
@@ -131,7 +145,7 @@ async function main(argv) {
     const { label, probabilities } = await session.run({ X });
     const p = probabilities.data;
     for (let i = 0; i < rows; i++) {
-      const k = Number(label.data[i]);
+      const k = label ? Number(label.data[i]) : argmax(p.subarray(i * N_CLASSES, (i + 1) * N_CLASSES));
       const line = [k, p[i * N_CLASSES + k]];
       if (args.proba) line.push(...p.subarray(i * N_CLASSES, (i + 1) * N_CLASSES));
       out.push(line.join(","));
