@@ -27,22 +27,26 @@ _EXPORTS = {
     "ManifestError": "errors",
     "OutputDirError": "errors",
     "PortabilityError": "errors",
+    "ProfileError": "errors",
     "RecipeError": "errors",
     "TrainingError": "errors",
     "build_model": "export",
     "check_contract": "export",
     "check_portable": "export",
+    "PROFILES": "export",
     "RECIPES": "recipes",
     "Verification": "verify",
     "verify": "verify",
 }
 
 __all__ = [
+    "PROFILES",
     "RECIPES",
     "ArtifactsNotFoundError",
     "ManifestError",
     "OutputDirError",
     "PortabilityError",
+    "ProfileError",
     "RecipeError",
     "TrainingError",
     "TrainingResult",
@@ -82,9 +86,15 @@ if TYPE_CHECKING:
         ManifestError,
         OutputDirError,
         PortabilityError,
+        ProfileError,
         RecipeError,
         TrainingError,
     )
-    from digits_onnx.training.export import build_model, check_contract, check_portable
+    from digits_onnx.training.export import (
+        PROFILES,
+        build_model,
+        check_contract,
+        check_portable,
+    )
     from digits_onnx.training.recipes import RECIPES
     from digits_onnx.training.verify import Verification, verify

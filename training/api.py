@@ -23,6 +23,12 @@ from digits_onnx.training.data import Split, load_split
 from digits_onnx.training.errors import OutputDirError
 
 DEFAULT_OUT = "artifacts"
+#: Where each profile goes by default: the probabilities profile never replaces the
+#: bundled (full) model by accident.
+PROFILE_OUT = {
+    export.PROFILE_FULL: DEFAULT_OUT,
+    export.PROFILE_PROBABILITIES: f"{DEFAULT_OUT}/{export.PROFILE_PROBABILITIES}",
+}
 DEFAULT_EXAMPLES = "examples"
 REPORT_DIR = "report"
 SAMPLES_CSV = "digits_test.csv"
@@ -34,6 +40,7 @@ class TrainingResult:
     """What a training run produced, for the CLI summary, the tests and the benchmark."""
 
     recipe: str
+    profile: str
     estimator: recipes.Classifier
     split: Split
     cv: recipes.CVRecord
@@ -127,19 +134,24 @@ def write_set(out: Path, files: dict[str, bytes], *, created: bool = False) -> l
 
 
 def train(
-    out_dir: str | os.PathLike[str] = DEFAULT_OUT,
+    out_dir: str | os.PathLike[str] | None = None,
     *,
     recipe: str = recipes.DEFAULT_RECIPE,
     report: bool = True,
+    profile: str = export.DEFAULT_PROFILE,
 ) -> TrainingResult:
     """Train ``recipe`` on the digits split and write model, manifest, golden set and report.
 
-    Raises :class:`~training.errors.RecipeError` for an unknown recipe and
+    ``profile`` picks the graph (:data:`training.export.PROFILES`): ``full`` (the contract's
+    label and probabilities) or ``probabilities`` (no ArgMax); ``out_dir`` defaults to the
+    profile's folder in :data:`PROFILE_OUT`. Raises :class:`~training.errors.RecipeError` or
+    :class:`~training.errors.ProfileError` for an unknown name and
     :class:`~training.errors.OutputDirError` (before training) when ``out_dir`` cannot be
     written; see :func:`prepare_out_dir` for when it is created.
     """
     recipes.check_recipe(recipe)
-    out, created = prepare_out_dir(out_dir)
+    export.check_profile(profile)
+    out, created = prepare_out_dir(PROFILE_OUT[profile] if out_dir is None else out_dir)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -165,6 +177,7 @@ def train(
         **fitted.cv.as_metrics(),
     }
     info = manifest.describe(
+        contract=export.profile_contract(profile),
         recipe=recipe,
         hyperparameters=fitted.hyperparameters,
         metrics=metrics,
@@ -175,10 +188,10 @@ def train(
             "split": split.split_params(),
         },
     )
-    model = export.attach_metadata(export.build_model(estimator), info)
+    model = export.attach_metadata(export.build_model(estimator, profile=profile), info)
     model_bytes = export.serialize(model)
     reference = manifest.reference_bytes(split.X_test, split.y_test, y_pred, proba)
-    the_manifest = manifest.build_manifest(info, model_bytes, reference)
+    the_manifest = manifest.build_manifest(info, model_bytes, reference, profile=profile)
     files = {
         contract.MODEL_FILENAME: model_bytes,
         contract.REFERENCE_FILENAME: reference,
@@ -207,6 +220,7 @@ def train(
     lap("write")
     return TrainingResult(
         recipe=recipe,
+        profile=profile,
         estimator=estimator,
         split=split,
         cv=fitted.cv,

@@ -30,6 +30,8 @@ from digits_onnx import __version__
 PROG = "digits-train"
 RECIPES = ("default", "seed")  # mirrored from recipes.py, which --help must not import
 DEFAULT_RECIPE = "default"
+PROFILES = ("full", "probabilities")  # mirrored from export.py, which --help must not import
+DEFAULT_PROFILE = "full"
 DEFAULT_OUT = "artifacts"
 DEFAULT_EXAMPLES = "examples"
 INSTALL_HINT = "pip install 'digits-onnx[train]' (from a checkout: pip install -e '.[train]')"
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    # --recipe and --out default to None, so that main() can tell them apart from a command.
+    # Training's options default to None, so that main() can tell them apart from a command.
     parser.add_argument(
         "--recipe",
         choices=RECIPES,
@@ -110,7 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         default=None,
         help=f"where to write the artifact set (default: ./{DEFAULT_OUT} in the working "
-        "directory); created if missing, its parent must exist",
+        f"directory; ./{DEFAULT_OUT}/probabilities with --profile probabilities); created if "
+        "missing, its parent must exist",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="full: the contract's outputs, label (ArgMax) and probabilities; probabilities: "
+        "a graph of Gemm and Softmax only with the probabilities output, for runtimes without "
+        f"ArgMax (take the argmax yourself) (default: {DEFAULT_PROFILE})",
     )
     parser.add_argument(
         "--no-report", action="store_true", help="skip the figures and report/README.md"
@@ -156,7 +167,8 @@ def _train(args: argparse.Namespace) -> int:
     from digits_onnx.training.api import train
 
     recipe = args.recipe or DEFAULT_RECIPE
-    result = train(args.out or DEFAULT_OUT, recipe=recipe, report=not args.no_report)
+    profile = args.profile or DEFAULT_PROFILE
+    result = train(args.out, recipe=recipe, report=not args.no_report, profile=profile)
     metrics = result.metrics
     split = result.split
     first = 30
@@ -165,6 +177,7 @@ def _train(args: argparse.Namespace) -> int:
     c_note = "chosen by 5-fold CV on the training split" if recipe == "default" else "fixed"
     lines = [
         f"recipe         {recipe}",
+        f"profile        {profile}",
         f"C              {result.hyperparameters['C']:.4g} ({c_note})",
         f"CV accuracy    {metrics['cv_mean']:.4f} ± {metrics['cv_std']:.4f}",
         f"test accuracy  {metrics['test_accuracy']:.6f} "
@@ -202,8 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command and (args.recipe or args.out or args.no_report):
-            parser.error(f"--recipe, --out and --no-report apply to training, not {args.command}")
+        if args.command and (args.recipe or args.out or args.profile or args.no_report):
+            parser.error(
+                f"--recipe, --profile, --out and --no-report apply to training, "
+                f"not {args.command}"
+            )
     except SystemExit as exc:  # --help and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     handler = {"verify": _verify, "samples": _samples}.get(args.command, _train)

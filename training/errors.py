@@ -27,6 +27,12 @@ class RecipeError(TrainingError, ValueError):
     exit_code = EXIT_USAGE
 
 
+class ProfileError(TrainingError, ValueError):
+    """The export profile name is unknown."""
+
+    exit_code = EXIT_USAGE
+
+
 class OutputDirError(TrainingError):
     """The output directory is missing, not a directory or not writable; nothing was written."""
 

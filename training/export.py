@@ -10,6 +10,9 @@ recipes are linear models, so the graph is written by hand with skl2onnx's algeb
     label         = ArgMax(scores, axis=1)          # classes are 0..9, so index == label
 
 which is what scikit-learn's ``predict`` and ``predict_proba`` compute for these estimators.
+The ``probabilities`` profile leaves out ``ArgMax`` and the ``label`` output, for runtimes
+without ArgMax (C code generators such as onnx2c, some accelerators): the caller takes the
+argmax of the ten probabilities, which is the label except on exact ties.
 One-vs-rest normalizes the binary sigmoids by their row sum, ``sigmoid(s_k) / sum_j
 sigmoid(s_j)``; that equals a softmax of ``log sigmoid(s) = -softplus(-s)``. The log form is
 used because onnxruntime's float32 Sigmoid returns exactly 0 below about -20 (and is coarse
@@ -24,8 +27,15 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 import onnx
 from digits_onnx.inference import contract
-from digits_onnx.training.errors import PortabilityError
+from digits_onnx.training.errors import PortabilityError, ProfileError
 from digits_onnx.training.recipes import Classifier
+
+#: Export profiles: ``full`` follows the contract (label and probabilities); ``probabilities``
+#: has the probabilities output only, and no ArgMax.
+PROFILE_FULL = "full"
+PROFILE_PROBABILITIES = "probabilities"
+PROFILES = (PROFILE_FULL, PROFILE_PROBABILITIES)
+DEFAULT_PROFILE = PROFILE_FULL
 
 #: How probabilities follow from the scores.
 LINK_SOFTMAX = "softmax"
@@ -83,8 +93,27 @@ def _check_classes(model: object) -> None:
         raise PortabilityError(f"classes {classes} differ from the contract's 0..9")
 
 
-def build_model(estimator: Classifier) -> onnx.ModelProto:
-    """The portable graph of a fitted recipe, checked against the contract (no metadata)."""
+def check_profile(profile: str) -> str:
+    """Reject unknown profile names with the list of known ones."""
+    if profile not in PROFILES:
+        raise ProfileError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return profile
+
+
+def profile_contract(profile: str = DEFAULT_PROFILE) -> dict[str, object]:
+    """The contract a profile's graph follows: the full one, or its probabilities output only."""
+    full = contract.contract_dict()
+    if check_profile(profile) == PROFILE_FULL:
+        return full
+    return {
+        "inputs": full["inputs"],
+        "outputs": [o for o in full["outputs"] if o["name"] == contract.OUTPUT_PROBA],
+    }
+
+
+def build_model(estimator: Classifier, *, profile: str = DEFAULT_PROFILE) -> onnx.ModelProto:
+    """The portable graph of a fitted recipe, checked against the profile's contract (no
+    metadata)."""
     from skl2onnx.algebra.onnx_ops import (
         OnnxArgMax,
         OnnxGemm,
@@ -94,6 +123,7 @@ def build_model(estimator: Classifier) -> onnx.ModelProto:
     )
     from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
 
+    check_profile(profile)
     W, b, link = linear_parts(estimator)
     op = contract.OPSET
     scores = OnnxGemm(
@@ -108,25 +138,27 @@ def build_model(estimator: Classifier) -> onnx.ModelProto:
         proba = OnnxSoftmax(
             log_sigmoid, axis=1, op_version=op, output_names=[contract.OUTPUT_PROBA]
         )
-    label = OnnxArgMax(
-        scores, axis=1, keepdims=0, op_version=op, output_names=[contract.OUTPUT_LABEL]
-    )
-    model = label.to_onnx(
-        inputs=[(contract.INPUT_NAME, FloatTensorType([None, contract.N_FEATURES]))],
-        outputs=[
-            (contract.OUTPUT_LABEL, Int64TensorType([None])),
-            (contract.OUTPUT_PROBA, FloatTensorType([None, contract.N_CLASSES])),
-        ],
-        other_outputs=[proba],
-        target_opset=op,
-    )
-    _canonicalize(model)
+    inputs = [(contract.INPUT_NAME, FloatTensorType([None, contract.N_FEATURES]))]
+    proba_output = (contract.OUTPUT_PROBA, FloatTensorType([None, contract.N_CLASSES]))
+    if profile == PROFILE_PROBABILITIES:
+        model = proba.to_onnx(inputs=inputs, outputs=[proba_output], target_opset=op)
+    else:
+        label = OnnxArgMax(
+            scores, axis=1, keepdims=0, op_version=op, output_names=[contract.OUTPUT_LABEL]
+        )
+        model = label.to_onnx(
+            inputs=inputs,
+            outputs=[(contract.OUTPUT_LABEL, Int64TensorType([None])), proba_output],
+            other_outputs=[proba],
+            target_opset=op,
+        )
+    _canonicalize(model, profile)
     check_portable(model)
-    check_contract(model)
+    check_contract(model, profile=profile)
     return model
 
 
-def _canonicalize(model: onnx.ModelProto) -> None:
+def _canonicalize(model: onnx.ModelProto, profile: str) -> None:
     """Readable, stable names and the pinned opset, whatever skl2onnx chose internally."""
     graph = model.graph
     renames = {}
@@ -153,10 +185,17 @@ def _canonicalize(model: onnx.ModelProto) -> None:
     model.opset_import.append(onnx.helper.make_opsetid("", contract.OPSET))
     # The lowest IR version that carries this opset: older runtimes refuse newer IR versions.
     model.ir_version = onnx.helper.find_min_ir_version_for(list(model.opset_import))
-    model.doc_string = (
-        "Logistic regression on 8x8 digits (pixels 0..16). Input X float32 [N, 64]; "
-        "outputs label int64 [N] and probabilities float32 [N, 10]."
-    )
+    if profile == PROFILE_PROBABILITIES:
+        model.doc_string = (
+            "Logistic regression on 8x8 digits (pixels 0..16). Input X float32 [N, 64]; "
+            "output probabilities float32 [N, 10]; the label is their argmax (column k is "
+            "digit k)."
+        )
+    else:
+        model.doc_string = (
+            "Logistic regression on 8x8 digits (pixels 0..16). Input X float32 [N, 64]; "
+            "outputs label int64 [N] and probabilities float32 [N, 10]."
+        )
 
 
 def check_portable(model: onnx.ModelProto) -> None:
@@ -214,12 +253,29 @@ def _signature(values: Iterable[onnx.ValueInfoProto]) -> list[dict[str, object]]
     return out
 
 
-def check_contract(model: onnx.ModelProto) -> None:
-    """Raise :class:`PortabilityError` unless inputs and outputs match ``contract_dict()``."""
-    expected = contract.contract_dict()
+def check_contract(model: onnx.ModelProto, *, profile: str = DEFAULT_PROFILE) -> None:
+    """Raise :class:`PortabilityError` unless inputs and outputs match the profile's contract
+    (:func:`profile_contract`; for ``full``, ``contract.contract_dict()``)."""
+    expected = profile_contract(profile)
     found = {"inputs": _signature(model.graph.input), "outputs": _signature(model.graph.output)}
     if found != expected:
-        raise PortabilityError(f"model signature {found} differs from the contract {expected}")
+        raise PortabilityError(
+            f"model signature ({_describe(found)}) differs from the contract of the {profile} "
+            f"profile ({_describe(expected)})"
+        )
+
+
+def _describe(signature: Mapping[str, object]) -> str:
+    """``inputs X float32 [N, 64]; outputs label int64 [N]``: a signature in one line."""
+    parts = []
+    for kind in ("inputs", "outputs"):
+        values = signature[kind]
+        assert isinstance(values, list)
+        tensors = ", ".join(
+            f"{v['name']} {v['dtype']} [{', '.join(str(d) for d in v['shape'])}]" for v in values
+        )
+        parts.append(f"{kind} {tensors or 'none'}")
+    return "; ".join(parts)
 
 
 def metadata_props(info: Mapping[str, object]) -> dict[str, str]:

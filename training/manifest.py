@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from digits_onnx.inference import contract
+from digits_onnx.inference import contract as model_contract
 
 #: Fixed zip member timestamp (the earliest zip can store); np.savez would embed "now".
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -45,19 +45,26 @@ def library_versions() -> dict[str, str]:
 
 def describe(
     *,
+    contract: Mapping[str, object] | None = None,
     recipe: str,
     hyperparameters: Mapping[str, object],
     metrics: Mapping[str, object],
     training_data: Mapping[str, object],
     versions: Mapping[str, str] | None = None,
 ) -> dict:
-    """Everything the manifest says except the model file's hash (which depends on this)."""
+    """Everything the manifest says except the model file's hash (which depends on this).
+
+    ``contract`` is the graph's signature (default: the full contract); it is stored in the
+    model's metadata as well.
+    """
     return {
-        "schema_version": contract.MANIFEST_SCHEMA_VERSION,
-        "contract": contract.contract_dict(),
-        "classes": list(contract.CLASS_LABELS),
-        "feature_range": [_number(contract.FEATURE_MIN), _number(contract.FEATURE_MAX)],
-        "opset": contract.OPSET,
+        "schema_version": model_contract.MANIFEST_SCHEMA_VERSION,
+        "contract": dict(contract) if contract is not None else model_contract.contract_dict(),
+        "classes": list(model_contract.CLASS_LABELS),
+        "feature_range": [
+            _number(model_contract.FEATURE_MIN), _number(model_contract.FEATURE_MAX)
+        ],
+        "opset": model_contract.OPSET,
         "recipe": recipe,
         "hyperparameters": dict(hyperparameters),
         "metrics": dict(metrics),
@@ -71,16 +78,26 @@ def _number(value: float) -> int | float:
 
 
 def build_manifest(
-    info: Mapping[str, object], model_bytes: bytes, reference: bytes | None = None
+    info: Mapping[str, object],
+    model_bytes: bytes,
+    reference: bytes | None = None,
+    *,
+    profile: str = "full",
 ) -> dict:
     """The manifest layout the inference package reads: ``info`` plus the hashes of the
-    model and (when given) the golden set, which ``info`` cannot hold: it goes into the model."""
-    manifest = {
+    model and (when given) the golden set, and the export profile.
+
+    These stay out of ``info``, which goes into the model's metadata: the model cannot hold
+    its own hash, and the profile there would change the bytes of every full model for
+    nothing (the metadata's contract already names the outputs).
+    """
+    manifest: dict = {
         "schema_version": info["schema_version"],
-        "model": file_entry(contract.MODEL_FILENAME, model_bytes),
+        "model": file_entry(model_contract.MODEL_FILENAME, model_bytes),
     }
     if reference is not None:
-        manifest["reference"] = file_entry(contract.REFERENCE_FILENAME, reference)
+        manifest["reference"] = file_entry(model_contract.REFERENCE_FILENAME, reference)
+    manifest["profile"] = profile
     manifest.update({k: v for k, v in info.items() if k != "schema_version"})
     return manifest
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from digits_onnx.inference import contract
 from digits_onnx.inference.check import Comparison, check_entry, compare, report_dict
 from digits_onnx.inference.errors import ModelError
-from digits_onnx.inference.model import Model, bundled_model_path
+from digits_onnx.inference.model import Model, bundled_model_path, vet_model_bytes
 from digits_onnx.training import export, manifest, recipes
 from digits_onnx.training.data import load_split
 from digits_onnx.training.errors import ArtifactsNotFoundError, ManifestError, PortabilityError
@@ -57,6 +59,7 @@ class Verification:
     #: ``"given"``, or where :func:`default_artifacts` found them when nobody named them.
     source: str = "given"
     recipe: str | None = None
+    profile: str = "full"
     recorded_versions: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -85,13 +88,15 @@ class Verification:
             artifacts=str(self.artifacts),
             source=self.source,
             recipe=self.recipe,
+            profile=self.profile,
             recorded_versions=self.recorded_versions,
         )
 
     def table(self) -> str:
         """A fixed-width table, one check a line, then the verdict."""
         width = max(len(c.name) for c in self.checks)
-        vwidth = max(len(c.value) for c in self.checks)
+        # A long value (an error message) pushes only its own verdict to the right.
+        vwidth = max((len(c.value) for c in self.checks if len(c.value) <= 48), default=0)
         lines = [
             f"{c.name:<{width}}  {c.value:<{vwidth}}  {'ok' if c.ok else 'FAIL'}"
             for c in self.checks
@@ -138,6 +143,12 @@ def _load(artifacts: Path) -> tuple[dict, bytes, dict[str, np.ndarray]]:
             "regenerate it with digits-train"
         ) from None
     recipes.check_recipe(recipe)
+    profile = the_manifest.get("profile", export.DEFAULT_PROFILE)
+    if profile not in export.PROFILES:
+        raise ManifestError(
+            f"{paths[contract.MANIFEST_FILENAME]} names the unknown profile {profile!r}; "
+            f"expected one of {', '.join(export.PROFILES)}"
+        )
     try:
         with np.load(paths[contract.REFERENCE_FILENAME], allow_pickle=False) as npz:
             golden = {key: npz[key] for key in manifest.REFERENCE_KEYS}
@@ -165,14 +176,40 @@ def _check_golden_shapes(path: Path, golden: dict[str, np.ndarray]) -> None:
         )
 
 
-def _load_model(model_bytes: bytes, report: Verification) -> Model | None:
-    """The committed model as the scorer loads it, or None after adding the failed check.
+Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _probabilities_runner(model_bytes: bytes, display: str) -> Runner:
+    """A model of the probabilities profile, vetted as the scorer vets models; its labels are
+    the argmax of its probabilities, as a runtime without ArgMax computes them."""
+    vet_model_bytes(model_bytes, display)
+    try:
+        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{display}: onnxruntime cannot load it ({first})") from None
+
+    def run(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        (proba,) = session.run([contract.OUTPUT_PROBA], {contract.INPUT_NAME: X})
+        return np.argmax(proba, axis=1).astype(np.int64), proba
+
+    return run
+
+
+def _load_runner(model_bytes: bytes, profile: str, report: Verification) -> Runner | None:
+    """The committed model, loaded as the scorer loads it (the full profile) or vetted the
+    same way (the probabilities profile, which the scorer does not take); None after adding
+    the failed check.
 
     The sha256 is its own line of the table, so a replaced model is still run and measured;
     the scorer's vetting (default domain, no external data, the contract) still applies.
     """
+    display = contract.MODEL_FILENAME
     try:
-        model = Model(model_bytes, display=contract.MODEL_FILENAME, verify_hash=False)
+        if profile == export.PROFILE_FULL:
+            run: Runner = Model(model_bytes, display=display, verify_hash=False).run
+        else:
+            run = _probabilities_runner(model_bytes, display)
     except ModelError as exc:
         report.add("committed model loads", str(exc), False)
         return None
@@ -180,14 +217,17 @@ def _load_model(model_bytes: bytes, report: Verification) -> Model | None:
         # What the scorer does not insist on: the pinned opset and the exact signature.
         exported = onnx.load_model_from_string(model_bytes)
         export.check_portable(exported)
-        export.check_contract(exported)
+        export.check_contract(exported, profile=profile)
     except PortabilityError as exc:
-        report.add("committed model follows the contract", str(exc)[:60], False)
+        report.add("committed model follows the contract", str(exc), False)
         return None
+    outputs = "" if profile == export.PROFILE_FULL else ", probabilities only"
     report.add(
-        "committed model follows the contract", f"opset {contract.OPSET}, default domain", True
+        "committed model follows the contract",
+        f"opset {contract.OPSET}, default domain{outputs}",
+        True,
     )
-    return model
+    return run
 
 
 def _add_parity(report: Verification, against: str, drift: Comparison) -> None:
@@ -222,6 +262,7 @@ def verify(artifacts_dir: str | os.PathLike[str] | None = None) -> Verification:
         artifacts,
         source=source,
         recipe=the_manifest["recipe"],
+        profile=the_manifest.get("profile", export.DEFAULT_PROFILE),
         recorded_versions=dict(the_manifest.get("versions", {})),
         versions=manifest.library_versions(),
     )
@@ -273,10 +314,10 @@ def verify(artifacts_dir: str | os.PathLike[str] | None = None) -> Verification:
         measure=len(golden["y"]),
     )
 
-    model = _load_model(model_bytes, report)
-    if model is None:
+    run = _load_runner(model_bytes, report.profile, report)
+    if run is None:
         return report
-    labels, proba = model.run(np.ascontiguousarray(golden["X"], dtype=np.float32))
+    labels, proba = run(np.ascontiguousarray(golden["X"], dtype=np.float32))
 
     X64 = golden["X"].astype(np.float32).astype(np.float64)
     sk_labels, sk_proba = fitted.estimator.predict(X64), fitted.estimator.predict_proba(X64)
