@@ -8,22 +8,26 @@ per-file pipeline (:mod:`.pipeline`) on each input, here or on a Dask cluster
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DigitsError
-from .fsio import output_lock, remove_leftovers
+from .errors import DigitsError, InternalError, write_error
+from .fsio import is_special, output_lock, remove_leftovers, write_atomic_bytes
 from .model import Model
 from .options import ScoreOptions, check_run
 from .pipeline import score_one
 from .plan import hold_outputs, leftover_names, plan_run
 from .readers import STDIN
 from .summary import BatchSummary, FileSummary, failed_summary
-from .writers import STDOUT
+from .writers import STDOUT, stream_sink
+
+log = logging.getLogger("digits_onnx")
 
 
 def score_file(src: str, dst: str | Path, *, model: Model | None = None,
@@ -52,13 +56,15 @@ def score_files(inputs: list[str], *, output: str | None = None,
                 options: ScoreOptions | None = None, force: bool = False,
                 progress: bool | None = None,
                 on_file: Callable[[FileSummary], None] | None = None,
-                scheduler: object | None = None, part_bytes: int | None = None) -> BatchSummary:
+                scheduler: object | None = None, part_bytes: int | None = None,
+                reports: Sequence[str] = ()) -> BatchSummary:
     """Score many inputs (files, directories, globs); one bad file does not stop the others.
 
     Each file's failure is recorded in its summary; the returned summary's ``exit_code`` says
     whether all, some or none were scored. With ``scheduler`` (a ``distributed.Client``, an
     address or ``local:N``) the work runs on a Dask cluster with the same results; see
-    :mod:`digits_onnx.inference.distributed`.
+    :mod:`digits_onnx.inference.distributed`. ``reports`` are other paths the caller will
+    write after the run (a summary file): they are checked with the run's own outputs.
     """
     check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes)
     if scheduler is not None:
@@ -67,14 +73,14 @@ def score_files(inputs: list[str], *, output: str | None = None,
         return score_files_on_cluster(
             inputs, scheduler=scheduler, output=output, out_dir=out_dir, model=model,
             options=options, force=force, progress=progress, on_file=on_file,
-            part_bytes=part_bytes)
+            part_bytes=part_bytes, reports=reports)
     started = time.perf_counter()
     model = model or Model.load()
-    plan = plan_run(inputs, output, out_dir, options)
+    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports)
     summary = BatchSummary(files=[], model_sha256=model.sha256)
     bar = _progress_bar(plan.files, progress)
     with contextlib.ExitStack() as stack:
-        hold_outputs(stack, plan.pairs)
+        hold_outputs(stack, plan.pairs, out_dir)
         for src, dst in plan.pairs:
             done = [0]
 
@@ -87,6 +93,9 @@ def score_files(inputs: list[str], *, output: str | None = None,
                 result = score_one(src, dst, model, plan.options, force=force, progress=advance)
             except DigitsError as exc:
                 result = failed_summary(src, exc)
+            except Exception as exc:  # a bug: this file fails, the others are still scored
+                log.debug("%s failed", src, exc_info=True)
+                result = failed_summary(src, internal_error(src, exc))
             summary.files.append(result)
             if on_file is not None:
                 on_file(result)
@@ -96,9 +105,34 @@ def score_files(inputs: list[str], *, output: str | None = None,
     return summary
 
 
+def internal_error(src: str, exc: BaseException) -> InternalError:
+    """An unexpected exception while scoring ``src``, as one line that names the file."""
+    text = str(exc).strip().splitlines()
+    return InternalError(f"{src}: internal error: {type(exc).__name__}"
+                         f"{': ' + text[0] if text else ''} (--debug shows the traceback)")
+
+
+def write_summary(path: str, summary: BatchSummary) -> None:
+    """Write a run's summary as JSON: to stdout for ``-``, into a device or FIFO as a stream,
+    else atomically (checked by the run's plan, or by :func:`.plan.report_is_safe`)."""
+    data = (json.dumps(summary.to_dict(), indent=2) + "\n").encode()
+    if path == STDOUT or is_special(path):
+        try:
+            sink = stream_sink(path)
+            sink.write(data)
+            sink.flush()
+            if path != STDOUT:
+                sink.close()
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        return
+    write_atomic_bytes(Path(path), data)
+
+
 def _progress_bar(files: list[str], enabled: bool | None) -> Any:
     """A byte-counting tqdm bar on a terminal; nothing in cron logs or pipes."""
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+    stderr = sys.stderr
+    if enabled is False or stderr is None or (enabled is None and not stderr.isatty()):
         return None
     from tqdm import tqdm
 

@@ -1,46 +1,53 @@
-"""``digits-score``: a thin command line over :func:`inference.score_files`.
+"""``digits-score``: a thin command line over :func:`digits_onnx.inference.score_files`.
 
-It parses arguments, calls the API, prints one line per file and a total on stderr, and maps
-the library's errors to exit codes. User mistakes never print a traceback.
+It parses arguments, builds the options (the library checks them), calls the API, prints one
+line per file and a total on stderr, and maps the library's errors to exit codes. User
+mistakes never print a traceback; a bug prints one line (exit 70), the traceback only with
+``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import errors
+from .console import say
 from .contract import FEATURE_MAX, FEATURE_MIN
 from .errors import DigitsError
 from .formats import INPUT_FORMATS, OUTPUT_FORMATS
 from .options import ON_ERROR, ScoreOptions, check_run
 from .readers import ReadOptions
 
-if TYPE_CHECKING:
-    from .summary import BatchSummary, FileSummary
-
 PROG = "digits-score"
-EXIT_CODES = f"""\
-exit codes:
-  {errors.EXIT_OK:<3} every input was scored (or was already up to date)
-  {errors.EXIT_SOME_FAILED:<3} some inputs failed; the others were scored
-  {errors.EXIT_USAGE:<3} usage error (bad option or combination)
-  {errors.EXIT_DATAERR:<3} bad data (the message names file, line and column) or unusable model
-  {errors.EXIT_NOINPUT:<3} an input does not exist
-  {errors.EXIT_UNAVAILABLE:<3} --scheduler: the Dask cluster cannot be reached, or a task kept
-      killing its workers
-  {errors.EXIT_CANTCREAT:<3} an output cannot be created
-  {errors.EXIT_IOERR:<3} I/O error while reading or writing (disk full, ...)
-  {errors.EXIT_TEMPFAIL:<3} another run holds the output directory's lock; try again later
+USAGE = f"""\
+{PROG} [options] INPUT [INPUT ...]
+       {PROG} check [--model PATH] [--reference PATH] [--json]"""
+EXIT_CODES = "exit codes:\n" + "\n".join(
+    f"  {code:<3} {meaning}" for code, meaning in errors.SCORE_EXIT_CODES.items()
+) + f"""
 
 subcommand:
   {PROG} check   run the bundled golden set through onnxruntime; exit 1 on drift
 """
+
+
+def _version() -> str:
+    try:
+        return version("digits-onnx")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def _choices(names: tuple[str, ...]) -> str:
     return "{" + ",".join(names) + "}"
 
@@ -52,7 +59,7 @@ def _column(value: str) -> str | int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, usage=USAGE,
         description="Score CSV, TSV, NPY or Parquet files of 64-feature digit rows with the "
         "bundled ONNX model. Outputs are written atomically; reruns skip inputs whose outputs "
         "are up to date.",
@@ -60,16 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="files, directories or globs; '-' reads stdin")
+                   help="files, directories or globs ('-' reads stdin); an existing name is "
+                   "a name, never a pattern")
+    p.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="FILE",
-                     help="output file for a single input ('-' for stdout, the default)")
+                     help="output file for a single input ('-' for stdout, the default; a "
+                     "device or FIFO is written as a stream)")
     out.add_argument("--out-dir", metavar="DIR",
-                     help="directory for many inputs: <stem>.pred.<format> each")
+                     help="directory for many inputs: <stem>.pred.<format> each; created if "
+                     "missing (its parent must exist)")
     out.add_argument("--output-format", metavar=_choices(OUTPUT_FORMATS),
                      help="csv (default), npy, parquet or jsonl; else from -o's extension")
     out.add_argument("--proba", action="store_true", help="add the probabilities p0..p9")
-    out.add_argument("--summary-json", metavar="PATH", help="write the run's summary as JSON")
+    out.add_argument("--summary-json", metavar="PATH",
+                     help="write the run's summary as JSON ('-' for stdout), on every exit")
     inp = p.add_argument_group("input")
     inp.add_argument("--input-format", metavar=_choices(INPUT_FORMATS),
                      help="else from each file's extension")
@@ -93,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "not warnings")
     run = p.add_argument_group("run")
     run.add_argument("--force", action="store_true", help="rescore even up-to-date outputs")
-    run.add_argument("--threads", type=int, metavar="N", help="CPU threads to use")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for onnxruntime and pyarrow (default: onnxruntime 1, "
+                     "pyarrow one per core)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="score on a Dask cluster: a scheduler address (tcp://host:8786) or "
                      "local:N for N local worker processes (needs the dask extra)")
@@ -106,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-model", action="store_true",
                      help="load the model without checking its sha256")
     run.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help="show a progress bar (default: only on a terminal)")
-    run.add_argument("--no-progress", dest="progress", action="store_false")
+                     help="show a progress bar (default: only when stderr is a terminal)")
+    run.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="never show a progress bar")
+    run.add_argument("--debug", action="store_true",
+                     help="show Python warnings and the traceback of an internal error")
     talk = run.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     talk.add_argument("-v", "--verbose", action="store_true", help="print confusion matrices")
@@ -122,50 +139,13 @@ def build_check_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", metavar="PATH", help="model file (default: the bundled model)")
     p.add_argument("--reference", metavar="PATH", help="reference .npz (default: beside model)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-
-
-def _file_line(f: FileSummary) -> str:
-    if f.status == "skipped":
-        return f"up to date: {f.input} -> {f.output} (--force rescores)"
-    text = (f"scored {f.input} -> {f.output}: {f.rows} rows, {f.rejected} rejected, "
-            f"{f.out_of_range} out of range, {f.seconds:.2f} s ({f.rows_per_second:,.0f} rows/s)")
-    if f.accuracy is not None:
-        text += f", accuracy {f.accuracy:.4f} ({f.correct}/{f.labelled})"
-    return text
-
-
-def _report_file(f: FileSummary, quiet: bool, verbose: bool) -> None:
-    if f.status == "failed":
-        removed = f" (removed the earlier {', '.join(f.removed)})" if f.removed else ""
-        _error(f"{f.error or 'failed'}{removed}")
-        return
-    if f.out_of_range and f.status == "scored":
-        print(f"{PROG}: warning: {f.input}: {f.out_of_range} rows have values outside the "
-              f"training range {FEATURE_MIN:g}..{FEATURE_MAX:g}", file=sys.stderr)
-    if quiet:
-        return
-    print(_file_line(f), file=sys.stderr)
-    if f.rejects_file:
-        print(f"  {f.rejected} rejected rows written to {f.rejects_file}", file=sys.stderr)
-    if verbose and f.confusion:
-        print("  confusion (rows: true label, columns: predicted):", file=sys.stderr)
-        for k, row in enumerate(f.confusion):
-            print(f"  {k}: " + " ".join(f"{v:4d}" for v in row), file=sys.stderr)
-
-
-def _report_total(s: BatchSummary) -> None:
-    d = s.to_dict()["totals"]
-    text = (f"total: {d['files']} files ({d['failed']} failed, {d['skipped']} up to date), "
-            f"{d['rows']} rows, {d['rejected']} rejected, {d['out_of_range']} out of range, "
-            f"{s.seconds:.2f} s")
-    if d["accuracy"] is not None:
-        text += f", accuracy {d['accuracy']:.4f}"
-    print(text, file=sys.stderr)
+    say(f"{PROG}: error: {message}")
 
 
 def _configure_threads(threads: int | None) -> None:
@@ -182,12 +162,32 @@ def run_check(argv: list[str]) -> int:
     args = build_check_parser().parse_args(argv)
     model = Model.load(args.model)
     result = check_model(model, args.reference)
-    print(result.table())
+    text = json.dumps(result.to_dict(), indent=2) if args.json else result.table()
+    if sys.stdout is not None:
+        print(text)
     return errors.EXIT_OK if result.ok else errors.EXIT_SOME_FAILED
 
 
 def run_score(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _score(args)
+    except DigitsError as exc:
+        if args.summary_json is not None:
+            _summary_after_failure(args, str(exc), exc.exit_code)
+        raise
+    except KeyboardInterrupt:
+        if args.summary_json is not None:
+            _summary_after_failure(args, "interrupted", errors.EXIT_INTERRUPTED)
+        raise
+    except Exception as exc:
+        if args.summary_json is not None:
+            _summary_after_failure(args, f"internal error: {type(exc).__name__}",
+                                   errors.EXIT_SOFTWARE)
+        raise
+
+
+def _score(args: argparse.Namespace) -> int:
     part_bytes = args.part_size << 20 if args.part_size is not None else None
     # The same check score_files makes, before the model and the scoring stack load.
     check_run(output=args.output, out_dir=args.out_dir, scheduler=args.scheduler,
@@ -199,8 +199,8 @@ def run_score(argv: list[str]) -> int:
         output_format=args.output_format, proba=args.proba, on_error=args.on_error,
         strict=args.strict,
     )
-    from .api import score_files
-    from .fsio import write_atomic_bytes
+    from . import console
+    from .api import score_files, write_summary
     from .model import Model
 
     _configure_threads(args.threads)
@@ -209,39 +209,88 @@ def run_score(argv: list[str]) -> int:
     summary = score_files(
         args.inputs, output=args.output, out_dir=args.out_dir, model=model, options=options,
         force=args.force, progress=args.progress,
-        on_file=lambda f: _report_file(f, args.quiet, args.verbose),
-        scheduler=args.scheduler,
-        part_bytes=part_bytes,
+        on_file=lambda f: console.report_file(PROG, f, args.quiet, args.verbose),
+        scheduler=args.scheduler, part_bytes=part_bytes,
+        reports=[args.summary_json] if args.summary_json else [],
     )
-    if not args.quiet and len(summary.files) > 1:
-        _report_total(summary)
+    if not args.quiet and len(summary.files) != 1:
+        console.report_total(summary)
     if args.summary_json:
-        path = Path(args.summary_json)
-        text = json.dumps(summary.to_dict(), indent=2) + "\n"
-        if args.summary_json == "-":
-            sys.stdout.write(text)
-        else:
-            write_atomic_bytes(path, text.encode())
+        write_summary(args.summary_json, summary)
     return summary.exit_code
+
+
+def _summary_after_failure(args: argparse.Namespace, message: str, code: int) -> None:
+    """The summary of a run that stopped early (a usage error, a busy lock, an unusable
+    model): written unless its path is what the run refused to overwrite."""
+    from .api import write_summary
+    from .model import bundled_model_path
+    from .plan import report_is_safe
+    from .summary import BatchSummary
+
+    model = Path(args.model) if args.model else bundled_model_path()
+    if not report_is_safe(args.summary_json, args.inputs, model, args.output, args.out_dir):
+        return
+    try:
+        write_summary(args.summary_json, BatchSummary(files=[], error=message, error_code=code))
+    except DigitsError as problem:
+        _error(str(problem))
+
+
+@contextlib.contextmanager
+def _standard_streams() -> Iterator[None]:
+    """Keep file descriptors 0-2 taken while the run opens files: with one closed by the
+    caller (``>&-``), the next file opened would take its number, and a write meant for that
+    stream would land in it. Python already set the closed stream itself to None, so the run
+    still knows it was closed."""
+    opened = []
+    try:
+        for fd in range(3):
+            try:
+                os.fstat(fd)
+            except OSError:
+                opened.append(os.open(os.devnull, os.O_RDWR))
+        yield
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code instead of exiting (tests call this)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logger = logging.getLogger("digits_onnx")
+    handler = logging.StreamHandler() if debug and sys.stderr is not None else None
+    if handler is not None:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     try:
-        if argv[:1] == ["check"]:
-            return run_check(argv[1:])
-        return run_score(argv)
+        with _standard_streams(), warnings.catch_warnings():
+            if not debug:  # the project reports what matters in its own words
+                warnings.simplefilter("ignore")
+            if argv[:1] == ["check"]:
+                return run_check(argv[1:])
+            return run_score(argv)
     except DigitsError as exc:
         _error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         _error("interrupted")
-        return 130
+        return errors.EXIT_INTERRUPTED
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, 1)
         return errors.EXIT_IOERR
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        logger.debug("internal error", exc_info=True)
+        text = str(exc).strip().splitlines()
+        _error(f"internal error: {type(exc).__name__}{': ' + text[0] if text else ''}"
+               f"{'' if debug else ' (--debug shows the traceback)'}")
+        return errors.EXIT_SOFTWARE
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
 
 
 def entrypoint() -> None:

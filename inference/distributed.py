@@ -27,7 +27,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,8 @@ def _distributed():
         import distributed
     except ImportError:
         raise UsageError(
-            "--scheduler needs Dask: pip install 'digits-onnx[dask]' (dask[distributed])"
+            "--scheduler needs Dask: pip install 'digits-onnx[dask]' (from a checkout: "
+            "pip install -e '.[dask]')"
         ) from None
     return distributed
 
@@ -105,6 +106,9 @@ def connect(scheduler: object) -> Iterator[Any]:
         client = distributed.Client(address, timeout="10s")
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    except (ValueError, TypeError) as exc:  # Dask's words for an address it cannot parse
+        raise UsageError(f"--scheduler {address}: not a scheduler address ({exc}); give "
+                         "tcp://host:port or local:N") from None
     with client:
         yield client
 
@@ -162,7 +166,7 @@ class ArrowPartWriter:
     """Writes a part's prediction tables to an Arrow IPC file (a :class:`.writers.Writer`)."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self._sink = pa.OSFile(str(path), "wb")
+        self._sink = pa.OSFile(os.fsencode(path), "wb")
         try:
             self._writer = pa.ipc.new_file(self._sink, schema)
         except BaseException:
@@ -340,7 +344,7 @@ def score_files_on_cluster(
     out_dir: str | Path | None = None, model: Model | None = None,
     options: ScoreOptions | None = None, force: bool = False, progress: bool | None = None,
     on_file: Callable[[FileSummary], None] | None = None,
-    part_bytes: int | None = None,
+    part_bytes: int | None = None, reports: Sequence[str] = (),
 ) -> BatchSummary:
     """:func:`inference.score_files` on a Dask cluster: same outputs, summary and exit code.
 
@@ -351,7 +355,7 @@ def score_files_on_cluster(
     started = time.perf_counter()
     model = model or Model.load()
     part_bytes = part_bytes or DEFAULT_PART_BYTES
-    plan = plan_run(inputs, output, out_dir, options)
+    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports)
     options, files, pairs = plan.options, plan.files, plan.pairs
     if STDIN in files:
         raise UsageError("stdin cannot be scored on a cluster; write it to a file first")
@@ -359,7 +363,7 @@ def score_files_on_cluster(
         raise UsageError("--scheduler writes files: give -o FILE or --out-dir DIR")
     summary = BatchSummary(files=[], model_sha256=model.sha256)
     with contextlib.ExitStack() as stack:
-        hold_outputs(stack, pairs)
+        hold_outputs(stack, pairs, out_dir)
         client = stack.enter_context(connect(scheduler))
         run_id = uuid.uuid4().hex
         planned = [_submit(client, src, dst, model, options, force, part_bytes, run_id)

@@ -14,7 +14,26 @@ EXIT_CANTCREAT = 73
 EXIT_IOERR = 74
 EXIT_TEMPFAIL = 75
 EXIT_UNAVAILABLE = 69
+EXIT_SOFTWARE = 70
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+#: What each exit code of ``digits-score`` means: the one table --help and the README show.
+SCORE_EXIT_CODES = {
+    EXIT_OK: "every input was scored (or was already up to date); check passed",
+    EXIT_SOME_FAILED: "some inputs failed and the others were scored; check found drift",
+    EXIT_USAGE: "usage error: bad option or combination",
+    EXIT_DATAERR: "bad data (the message names file, line and column), or an unusable model",
+    EXIT_NOINPUT: "an input does not exist, or a pattern matches no file",
+    EXIT_UNAVAILABLE: "--scheduler: the Dask cluster cannot be reached, or a task kept "
+                      "killing its workers",
+    EXIT_SOFTWARE: "internal error (a bug): one line names the file; --debug shows the "
+                   "traceback",
+    EXIT_CANTCREAT: "an output cannot be created (missing or unwritable directory, or it "
+                    "would overwrite an input, the model or another output)",
+    EXIT_IOERR: "I/O error while reading or writing (disk full, ...)",
+    EXIT_TEMPFAIL: "another run holds the output directory's lock; try again later",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left",
+}
 
 
 class DigitsError(Exception):
@@ -77,6 +96,12 @@ class ModelError(DigitsError, ValueError):
     """The model file is unusable: hash mismatch, wrong contract, foreign operators."""
 
     exit_code = EXIT_DATAERR
+
+
+class InternalError(DigitsError):
+    """Something failed that should not have: a bug, reported as one line, not a traceback."""
+
+    exit_code = EXIT_SOFTWARE
 
 
 class ClusterError(DigitsError):

@@ -66,6 +66,11 @@ def check_run(*, output: str | None = None, out_dir: str | Path | None = None,
     """The rules between a run's options, checked before anything is loaded or read."""
     if output is not None and out_dir is not None:
         raise UsageError("give either -o/--output or --out-dir, not both")
+    if output == "" or out_dir == "":
+        raise UsageError(f"{'-o' if output == '' else '--out-dir'} needs a path "
+                         f"{'(or - for stdout)' if output == '' else ''}".rstrip())
+    if scheduler == "":
+        raise UsageError("--scheduler needs an address (tcp://host:port) or local:N")
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise UsageError(f"--threads must be a whole number from 1 to {MAX_THREADS}")
     if scheduler is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,8 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
         raise OutputError(f"{dst}: the output would overwrite its own input")
     if src != STDIN and not os.path.exists(src):
         raise MissingInputError(f"{src}: no such file")
+    if src == STDIN and sys.stdin is None:
+        raise MissingInputError("<stdin>: stdin is closed; give an input file")
     if not streamed and not force:
         skipped = skipped_summary(src, Path(dst), model, options, started, run_id)
         if skipped is not None:

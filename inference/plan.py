@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import MissingInputError, OutputError, UsageError
+from .errors import DigitsError, MissingInputError, OutputError, UsageError
 from .formats import OUTPUT_FORMATS, split_format
 from .fsio import is_special, output_lock, remove_leftovers
 from .options import ScoreOptions, check_run
@@ -97,7 +97,7 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
     """Pair each input with its output (``output`` or ``out_dir``, never both: see
     :func:`.options.check_run`), refusing plans where two inputs would write one output."""
     if not inputs:
-        raise UsageError("no input files")
+        return []
     if out_dir is None:
         if len(inputs) > 1:
             raise UsageError(f"{len(inputs)} inputs need --out-dir DIR (-o takes one input)")
@@ -120,6 +120,8 @@ def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
     against every file it reads and against each other: the start that the local and the
     cluster engine share. Nothing is written before this passes."""
     check_run(output=output, out_dir=out_dir)
+    if not inputs:
+        raise UsageError("no inputs given")
     options = options or ScoreOptions()
     if options.output_format is None and output not in (None, STDOUT):
         options = replace(options, output_format=detect_output_format(output, None))
@@ -200,6 +202,32 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
+def report_is_safe(report: str, inputs: Sequence[str], model_path: Path | None,
+                   output: str | None = None, out_dir: str | None = None) -> bool:
+    """Whether a report (the summary) may be written after a run failed before its plan was
+    checked: a regular file, a new name or a stream, and neither an input (as named, or
+    found in a named directory or by a pattern), the model, nor one of the run's outputs."""
+    if report == STDOUT:
+        return output not in (None, STDOUT) or out_dir is not None
+    if out_dir is not None and Path(report).name.endswith(OWN_SUFFIXES) and (
+            identity(str(Path(report).parent)) == identity(out_dir)):
+        return False
+    try:
+        check_target(report, what="report", may_stream=True)
+        try:
+            files = expand_inputs(list(inputs))
+        except DigitsError:
+            files = list(inputs)
+    except DigitsError:
+        return False
+    key = identity(report)
+    if key is None:
+        return True
+    paths = [*files, *([str(model_path)] if model_path is not None else []),
+             *([output] if output not in (None, STDOUT) else [])]
+    return all(identity(path) != key for path in paths)
+
+
 def check_paths(plan: RunPlan, *, model_path: Path | None, reports: Sequence[str] = (),
                 explicit: bool = True) -> None:
     """Every path the run writes against every file it reads and against each other, by
@@ -221,7 +249,8 @@ def check_paths(plan: RunPlan, *, model_path: Path | None, reports: Sequence[str
             check_target(dst, what="output", may_stream=explicit)
             key = identity(dst)
             if key is not None and key == identity(src):
-                raise OutputError(f"{dst}: the output would overwrite its own input")
+                own = "stdin (the same file)" if src == STDIN else "its own input"
+                raise OutputError(f"{dst}: the output would overwrite {own}")
             targets.append((dst, "output", key))
         # Beside a file output, an earlier report under this name is removed whatever
         # --on-error says; beside a stream, a report is only written (--on-error skip).
@@ -270,9 +299,22 @@ def leftover_names(pairs: list[tuple[str, str]]) -> dict[Path, set[str]]:
     return names
 
 
-def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]]) -> None:
-    """Lock every output directory for the run (on ``stack``), then clear what killed runs
-    left beside these outputs."""
+def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
+                 out_dir: str | Path | None = None) -> None:
+    """Create ``out_dir`` when it is missing (its parent must exist), lock every output
+    directory for the run (on ``stack``), then clear what killed runs left beside these
+    outputs."""
+    if out_dir is not None and pairs:
+        try:
+            os.mkdir(out_dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            raise OutputError(f"{out_dir}: cannot create the output directory: its parent "
+                              "does not exist") from None
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot create the output directory "
+                              f"({exc.strerror})") from None
     directories = sorted({str(Path(dst).parent) for _, dst in pairs if not is_stream(dst)})
     for directory in directories:
         stack.enter_context(output_lock(Path(directory)))

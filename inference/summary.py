@@ -58,6 +58,9 @@ class BatchSummary:
     files: list[FileSummary]
     seconds: float = 0.0
     model_sha256: str = ""
+    #: Why the run as a whole failed before or instead of scoring files, and its exit code.
+    error: str | None = None
+    error_code: int | None = None
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) or 0 for f in self.files)
@@ -69,6 +72,8 @@ class BatchSummary:
     @property
     def exit_code(self) -> int:
         """0 when all inputs scored; a failure's own code when every input failed alike; else 1."""
+        if self.error_code is not None:
+            return self.error_code
         failed = self.failed
         if not failed:
             return EXIT_OK
@@ -87,7 +92,7 @@ class BatchSummary:
         totals["skipped"] = sum(f.status == "skipped" for f in self.files)
         totals["seconds"] = round(self.seconds, 4)
         return {"schema_version": 1, "model_sha256": self.model_sha256,
-                "exit_code": self.exit_code, "totals": totals,
+                "exit_code": self.exit_code, "error": self.error, "totals": totals,
                 "files": [f.to_dict() for f in self.files]}
 
 

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -76,6 +77,15 @@ class TableWriter:
         self.sink = sink
         self.schema = schema
         self.rows = 0
+        self._file: pa.NativeFile | None = None
+
+    def target(self) -> pa.NativeFile | BinaryIO:
+        """What pyarrow writes to: the stream, or the path opened by its bytes (a file name
+        need not be valid UTF-8)."""
+        if isinstance(self.sink, Path):
+            self._file = pa.OSFile(os.fsencode(self.sink), "wb")
+            return self._file
+        return self.sink
 
     def write(self, table: pa.Table) -> None:
         self._write(table)
@@ -86,6 +96,8 @@ class TableWriter:
 
     def close(self) -> None:
         """Finish the file (footer, header fix-up) and release it."""
+        if self._file is not None:
+            self._file.close()
 
 
 class CsvWriter(TableWriter):
@@ -93,14 +105,14 @@ class CsvWriter(TableWriter):
         super().__init__(sink, schema)
         plain = all(name.isidentifier() for name in schema.names)
         options = pacsv.WriteOptions(quoting_header="none" if plain else "needed")
-        target = str(sink) if isinstance(sink, Path) else sink
-        self._writer = pacsv.CSVWriter(target, schema, write_options=options)
+        self._writer = pacsv.CSVWriter(self.target(), schema, write_options=options)
 
     def _write(self, table: pa.Table) -> None:
         self._writer.write_table(table)
 
     def close(self) -> None:
         self._writer.close()
+        super().close()
 
 
 class ParquetWriter(TableWriter):
@@ -113,8 +125,7 @@ class ParquetWriter(TableWriter):
         import pyarrow.parquet as pq
 
         super().__init__(sink, schema)
-        target = str(sink) if isinstance(sink, Path) else sink
-        self._writer = pq.ParquetWriter(target, schema)
+        self._writer = pq.ParquetWriter(self.target(), schema)
         self._held: list[pa.Table] = []
         self._held_rows = 0
 
@@ -137,6 +148,7 @@ class ParquetWriter(TableWriter):
     def close(self) -> None:
         self._flush(final=True)
         self._writer.close()
+        super().close()
 
 
 class JsonlWriter(TableWriter):

@@ -26,3 +26,13 @@ def test_exit_code_table_matches_the_library():
     codes = {int(v) for k, v in vars(errors).items() if k.startswith("EXIT_")}
     documented = {int(c) for c in table}
     assert codes <= documented, f"undocumented exit codes: {sorted(codes - documented)}"
+
+
+def test_the_readme_and_help_exit_code_tables_agree():
+    """One table (errors.SCORE_EXIT_CODES) in --help and in the README, word for word."""
+    table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", README, re.M))
+    help_text = score_parser().format_help()
+    for code, meaning in errors.SCORE_EXIT_CODES.items():
+        assert table.get(str(code)) == meaning, code
+        assert f"  {code:<3} {meaning}" in help_text, code
+    assert {int(c) for c in table} == set(errors.SCORE_EXIT_CODES)

@@ -1,0 +1,312 @@
+"""The command line under hostile conditions: closed standard streams, odd names, odd option
+values, internal errors, Ctrl-C. Never a traceback, always a documented code, every message
+one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from digits_onnx.inference import errors
+from digits_onnx.inference.cli import main
+from digits_onnx.inference.console import printable
+
+from tests.test_cli import csv_text
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch, digits_rows):
+    monkeypatch.chdir(tmp_path)
+    Path("in.csv").write_text(csv_text(digits_rows[:20]))
+    return tmp_path
+
+
+def score(*args: str, model_path: Path, stdin=None, stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "digits_onnx.inference", *map(str, args),
+                           "--model", str(model_path)], stdin=stdin, stdout=stdout,
+                          stderr=stderr, timeout=120, check=False, **kwargs)
+
+
+# -- option values -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--threads", "99999999999999999999"], "--threads must be a whole number from 1 to 1024"),
+    (["--threads", "0"], "--threads must be a whole number from 1 to 1024"),
+    (["-o", ""], "-o needs a path (or - for stdout)"),
+    (["--out-dir", ""], "--out-dir needs a path"),
+    (["--scheduler", ""], "--scheduler needs an address (tcp://host:port) or local:N"),
+    (["--part-size", "0", "--scheduler", "local:1"], "the part size must be positive"),
+    (["--part-size", "5"], "--part-size applies to --scheduler runs only"),
+    (["--output-format", "xlsx"], "unknown output format 'xlsx'; choose from csv, npy, "
+     "parquet, jsonl"),
+    (["--input-format", "xls"], "unknown input format 'xls'; choose from csv, tsv, csv.gz, "
+     "tsv.gz, npy, parquet"),
+])
+def test_bad_option_values_are_usage_errors(here, model_path, capsys, args, message):
+    code = main(["in.csv", *args, "--model", str(model_path)])
+    assert code == 2
+    assert capsys.readouterr().err == f"digits-score: error: {message}\n"
+
+
+def test_a_scheduler_address_dask_cannot_parse_is_a_usage_error(here, model_path, capsys):
+    pytest.importorskip("distributed")
+    code = main(["in.csv", "-o", "out.csv", "--scheduler", "bogus://x:1", "--model",
+                 str(model_path)])
+    err = capsys.readouterr().err
+    assert code in (errors.EXIT_USAGE, errors.EXIT_UNAVAILABLE), err
+    assert err.count("\n") == 1 and err.startswith("digits-score: error: ")
+    assert "bogus://x:1" in err and not Path("out.csv").exists()
+
+
+# -- the summary on every exit -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["in.csv", "-o", "out.csv", "--on-error", "maybe"], 2),
+    (["in.csv", "-o", "no/such/dir/out.csv"], 73),
+    (["missing.csv", "-o", "out.csv"], 66),
+    (["in.csv", "-o", "in.csv"], 73),
+])
+def test_a_failed_run_replaces_an_older_summary(here, model_path, capsys, args, code):
+    Path("summary.json").write_text(json.dumps({"exit_code": 0}))
+    got = main([*args, "--summary-json", "summary.json", "--model", str(model_path)])
+    assert got == code, capsys.readouterr().err
+    summary = json.loads(Path("summary.json").read_text())
+    assert summary["exit_code"] == code
+    assert summary["error"] or summary["files"][0]["error"]
+
+
+def test_a_busy_run_writes_its_summary(here, model_path, capsys):
+    from digits_onnx.inference.fsio import output_lock
+
+    os.mkdir("out")
+    Path("summary.json").write_text(json.dumps({"exit_code": 0}))
+    with output_lock(Path("out")):
+        got = main(["in.csv", "--out-dir", "out", "--summary-json", "summary.json",
+                    "--model", str(model_path)])
+    assert got == 75
+    assert json.loads(Path("summary.json").read_text())["exit_code"] == 75
+
+
+def test_a_summary_path_that_is_an_input_is_never_written_even_after_a_failure(
+        here, model_path, capsys):
+    data = Path("in.csv").read_bytes()
+    code = main(["in.csv", "-o", "out.csv", "--on-error", "maybe", "--summary-json", "in.csv",
+                 "--model", str(model_path)])
+    assert code == 2
+    assert Path("in.csv").read_bytes() == data
+
+
+# -- cron habits ---------------------------------------------------------------------------------
+
+def test_an_empty_input_directory_is_a_normal_night(here, model_path, capsys):
+    os.mkdir("incoming")
+    code = main(["incoming", "--out-dir", "scored", "--summary-json", "s.json", "--model",
+                 str(model_path)])
+    assert code == 0
+    assert capsys.readouterr().err.startswith("total: 0 files")
+    assert json.loads(Path("s.json").read_text())["totals"]["files"] == 0
+
+
+def test_a_missing_out_dir_is_created(here, model_path, capsys):
+    assert main(["in.csv", "--out-dir", "scored", "-q", "--model", str(model_path)]) == 0
+    assert Path("scored/in.pred.csv").exists()
+    code = main(["in.csv", "--out-dir", "no/such/scored", "--model", str(model_path)])
+    assert code == 73
+    assert "its parent does not exist" in capsys.readouterr().err
+
+
+def test_a_content_change_that_keeps_size_and_mtime_is_rescored(here, model_path, capsys):
+    assert main(["in.csv", "--out-dir", "out", "-q", "--model", str(model_path)]) == 0
+    st = os.stat("in.csv")
+    lines = Path("in.csv").read_text().splitlines()
+    lines[1], lines[2] = lines[2], lines[1]  # same bytes, other order: same size
+    Path("in.csv").write_text("\n".join(lines) + "\n")
+    os.utime("in.csv", ns=(st.st_atime_ns, st.st_mtime_ns))  # touch -r
+    assert os.stat("in.csv").st_size == st.st_size
+    capsys.readouterr()
+    assert main(["in.csv", "--out-dir", "out", "--model", str(model_path)]) == 0
+    assert capsys.readouterr().err.startswith("scored in.csv")
+
+
+def test_stdin_is_never_up_to_date(here, model_path):
+    for rows in (5, 7):
+        text = "\n".join(Path("in.csv").read_text().splitlines()[:rows + 1]) + "\n"
+        proc = score("-", "-o", "out.csv", model_path=model_path, input=text.encode())
+        assert proc.returncode == 0, proc.stderr
+        assert len(Path("out.csv").read_text().splitlines()) == rows + 1
+
+
+def test_an_id_column_named_like_an_output_column_is_refused(here, model_path, capsys,
+                                                             digits_rows):
+    text = csv_text(digits_rows[:5], ids=True).replace("id,", "label,", 1)
+    Path("ids.csv").write_text(text)
+    code = main(["ids.csv", "-o", "out.jsonl", "--id-column", "label", "--model",
+                 str(model_path)])
+    assert code == 2
+    assert "--id-column 'label': the output has a column of that name already" in \
+        capsys.readouterr().err
+    assert not Path("out.jsonl").exists()
+
+
+def test_a_failed_rerun_removes_the_stale_unit(here, model_path, capsys, digits_rows):
+    assert main(["in.csv", "--out-dir", "out", "--on-error", "skip", "-q", "--model",
+                 str(model_path)]) == 0
+    assert Path("out/in.pred.csv").exists()
+    Path("in.csv").write_text("this is not,a digit\n" * 3)
+    code = main(["in.csv", "--out-dir", "out", "--on-error", "skip", "--model",
+                 str(model_path)])
+    err = capsys.readouterr().err
+    assert code == 65, err
+    assert err.rstrip().endswith("(removed the earlier out/in.pred.csv)")
+    assert os.listdir("out") == [".digits-score"]
+    assert list(Path("out/.digits-score").glob("*.json")) == []
+
+
+# -- standard streams ----------------------------------------------------------------------------
+
+def test_with_stderr_closed_a_valid_run_still_scores(here, model_path):
+    proc = score("in.csv", "-o", "out.csv", model_path=model_path, stderr=None,
+                 pass_fds=(), preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 0
+    assert len(Path("out.csv").read_text().splitlines()) == 21
+
+
+def test_with_stdout_closed_output_to_stdout_is_an_io_error(here, model_path):
+    proc = score("in.csv", model_path=model_path, stdout=None,
+                 preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 74
+    assert proc.stderr.decode() == ("digits-score: error: -: cannot write to stdout: it is "
+                                    "closed; give -o FILE\n")
+
+
+def test_with_stdout_closed_a_file_output_is_not_disturbed(here, model_path):
+    proc = score("in.csv", "-o", "out.csv", "-v", model_path=model_path, stdout=None,
+                 preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 0, proc.stderr
+    assert len(Path("out.csv").read_text().splitlines()) == 21
+
+
+def test_with_stdin_closed_reading_stdin_fails_cleanly(here, model_path):
+    proc = score("-", "-o", "out.csv", model_path=model_path, stdin=None,
+                 preexec_fn=lambda: os.close(0))
+    assert proc.returncode in (errors.EXIT_NOINPUT, errors.EXIT_IOERR), proc.stderr
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1 and err.startswith("digits-score: error: ") and "stdin" in err
+    assert not Path("out.csv").exists()
+
+
+@pytest.mark.parametrize("sent", ["part of a row", "many rows"])
+def test_ctrl_c_while_waiting_on_an_idle_stdin_ends_at_once(here, model_path, digits_rows,
+                                                           sent):
+    """Whether the reader waits for its first block or for the rest of a later one."""
+    proc = subprocess.Popen([sys.executable, "-m", "digits_onnx.inference", "-", "-o",
+                             "out.csv", "--model", str(model_path)], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    data = (Path("in.csv").read_bytes()[:200] if sent == "part of a row"
+            else csv_text(np.tile(digits_rows, (15, 1))).encode())
+    proc.stdin.write(data)  # then stdin stays open and idle
+    proc.stdin.flush()
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    try:
+        code = proc.wait(timeout=5)
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert time.monotonic() - started < 1.5
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert (code, err) == (130, b"digits-score: error: interrupted\n")
+    assert not Path("out.csv").exists()
+
+
+# -- names and messages ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [b"caf\xe9.csv", b"new\nline.csv", b"esc\x1b[31mred.csv",
+                                  "bidi\u202etxt.csv".encode()])
+def test_odd_file_names_score_and_print_one_escaped_line(here, model_path, name):
+    folder = os.fsencode(here / "odd\xff")
+    os.mkdir(folder)
+    src = os.path.join(folder, name)
+    with open(src, "wb") as fh:
+        fh.write(Path("in.csv").read_bytes())
+    for fmt in ("csv", "parquet", "npy", "jsonl"):
+        proc = score(os.fsdecode(folder), "--out-dir", os.fsdecode(folder), "--output-format",
+                     fmt, "--force", model_path=model_path)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stderr.decode().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("scored "), lines
+        assert "\x1b" not in lines[0] and "\u202e" not in lines[0]
+    broken = os.path.join(folder, b"bad\n" + name)
+    with open(broken, "wb") as fh:
+        fh.write(b"x\n")
+    proc = score(os.fsdecode(broken), "-o", os.fsdecode(broken + b".out.csv"),
+                 model_path=model_path)
+    assert proc.returncode == 65
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1 and "bad\\n" in err
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("plain.csv", "plain.csv"), ("a\nb", "a\\nb"), ("a\x1b[2Jb", "a\\x1b[2Jb"),
+    ("a\rb", "a\\rb"), ("caf\udce9", "caf\\xe9"), ("x\u202ey", "x\\u202ey"),
+    ("\x9b31m", "\\x9b31m"), ("tab\tbed", "tab\\tbed"), ("é ü 数字", "é ü 数字"),
+])
+def test_printable_escapes_what_a_terminal_would_act_on(text, shown):
+    assert printable(text) == shown
+
+
+# -- the last line of defence --------------------------------------------------------------------
+
+def test_an_internal_error_is_one_line_and_exit_70(here, model_path, monkeypatch, capsys):
+    from digits_onnx.inference import pipeline
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug\nwith two lines")
+
+    monkeypatch.setattr(pipeline, "prediction_table", broken)
+    code = main(["in.csv", "-o", "out.csv", "--model", str(model_path)])
+    err = capsys.readouterr().err
+    assert code == 70
+    assert err == ("digits-score: error: in.csv: internal error: ZeroDivisionError: a bug "
+                   "(--debug shows the traceback)\n")
+    assert not Path("out.csv").exists()
+
+
+def test_debug_shows_the_traceback(here, model_path, monkeypatch, capsys):
+    from digits_onnx.inference import pipeline
+
+    monkeypatch.setattr(pipeline, "prediction_table", lambda *a, **k: 1 / 0)
+    code = main(["in.csv", "-o", "out.csv", "--debug", "--model", str(model_path)])
+    err = capsys.readouterr().err
+    assert code == 70
+    assert "Traceback (most recent call last)" in err and "ZeroDivisionError" in err
+
+
+def test_no_python_warning_reaches_stderr(here, model_path, monkeypatch, capsys):
+    import warnings
+
+    from digits_onnx.inference import pipeline
+
+    original = pipeline.range_check
+
+    def noisy(*args, **kwargs):
+        warnings.warn("overflow encountered in cast", RuntimeWarning, stacklevel=1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "range_check", noisy)
+    assert main(["in.csv", "-o", "out.csv", "-q", "--model", str(model_path)]) == 0
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,246 @@
+"""Paths a run must never write: inputs, the model, stdin's file, its own other outputs, and
+anything that is not a regular file. Each case exits 73 (or writes a stream) and changes
+nothing it must not; the bookkeeping cannot be planted."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from digits_onnx.inference.cli import main
+
+from tests.test_cli import csv_text
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch, digits_rows):
+    """A working directory with one input, in.csv (20 rows)."""
+    monkeypatch.chdir(tmp_path)
+    Path("in.csv").write_text(csv_text(digits_rows[:20]))
+    return tmp_path
+
+
+@pytest.fixture
+def run(model_path, capsys):
+    def runner(*args: str) -> tuple[int, str, list[str]]:
+        code = main([*map(str, args), "--model", str(model_path)])
+        out, err = capsys.readouterr()
+        return code, out, err.splitlines()
+
+    return runner
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["in.csv", "-o", "out.csv", "--summary-json", "in.csv"],
+     "in.csv: the report would overwrite the input in.csv"),
+    (["in.csv", "-o", "in.csv"], "in.csv: the output would overwrite its own input"),
+    (["in.csv", "-o", "./sub/../in.csv"],
+     "./sub/../in.csv: the output would overwrite its own input"),
+    (["in.csv", "-o", "in.rejects.csv"],
+     "in.rejects.csv: the run would write this file twice (as output and as reject report)"),
+    (["in.csv", "in.pred.csv", "--out-dir", "."],
+     "in.pred.csv: the output would overwrite the input in.pred.csv"),
+    (["in.csv", "-o", "out.csv", "--summary-json", "out.csv"],
+     "out.csv: the run would write this file twice (as output and as report)"),
+    (["in.csv", "-o", "model.onnx"], "model.onnx: the output would overwrite the model"),
+    (["in.csv", "-o", "out.csv", "--summary-json", "model.onnx"],
+     "model.onnx: the report would overwrite the model"),
+])
+def test_a_collision_exits_73_and_changes_nothing(here, model_path, run, args, message):
+    os.mkdir("sub")
+    Path("in.pred.csv").write_bytes(Path("in.csv").read_bytes())
+    (here / "model.onnx").symlink_to(model_path)  # the model, by another name
+    args = [a.replace("model.onnx", str(model_path)) if a == "model.onnx" else a for a in args]
+    before, model_bytes = snapshot(here), model_path.read_bytes()
+    code, _, err = run(*args)
+    assert code == 73, err
+    assert len(err) == 1 and err[0].startswith("digits-score: error: ")
+    assert message.replace("model.onnx", str(model_path)).split(": ", 1)[1] in err[0] \
+        or message in err[0], err
+    assert snapshot(here) == before
+    assert model_path.read_bytes() == model_bytes
+    assert not Path(".digits-score").exists()
+
+
+def test_the_rejects_report_of_one_input_cannot_be_another_input(here, run):
+    Path("in.rejects.csv").write_bytes(Path("in.csv").read_bytes())
+    before = snapshot(here)
+    code, _, err = run("in.csv", "in.rejects.csv", "--out-dir", ".", "--output-format", "jsonl")
+    assert code == 73 and "in.rejects.csv: the reject report would overwrite the input" in err[0]
+    assert snapshot(here) == before
+
+
+def test_stdin_that_is_the_output_file_is_refused(here, model_path):
+    data = Path("in.csv").read_bytes()
+    with open("in.csv", "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "-", "-o", "in.csv",
+                               "--model", str(model_path)], stdin=stdin, capture_output=True,
+                              text=True, timeout=120, check=False)
+    assert proc.returncode == 73, proc.stderr
+    assert proc.stderr == ("digits-score: error: in.csv: the output would overwrite stdin "
+                           "(the same file)\n")
+    assert Path("in.csv").read_bytes() == data
+
+
+def test_stdout_appending_to_the_input_is_refused(here, model_path):
+    data = Path("in.csv").read_bytes()
+    with open("in.csv", "ab") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "in.csv",
+                               "--model", str(model_path)], stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert proc.returncode == 73, proc.stderr
+    assert "the output would overwrite its own input" in proc.stderr
+    assert Path("in.csv").read_bytes() == data
+
+
+# -- only regular files are replaced ------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["/dev/null", "link-to-dev-null"])
+def test_a_device_is_written_as_a_stream_never_replaced(here, run, target):
+    os.symlink("/dev/null", "link-to-dev-null")
+    st = os.stat("/dev/null")
+    code, _, err = run("in.csv", "-o", target, "-q")
+    assert code == 0, err
+    after = os.stat("/dev/null")
+    assert (after.st_ino, after.st_rdev, after.st_mode) == (st.st_ino, st.st_rdev, st.st_mode)
+    assert os.readlink("link-to-dev-null") == "/dev/null"
+    assert not Path(".digits-score").exists(), "no lock or record beside a device"
+    assert sorted(os.listdir("/dev")).count("null") == 1
+
+
+def test_a_fifo_output_is_written_as_a_stream(here, model_path):
+    os.mkfifo("out.fifo")
+    reader = subprocess.Popen(["cat", "out.fifo"], stdout=subprocess.PIPE)
+    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "in.csv", "-o",
+                           "out.fifo", "--model", str(model_path), "-q"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    out, _ = reader.communicate(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert out.decode().splitlines()[0] == "row,label,confidence"
+    assert len(out.decode().splitlines()) == 21
+    assert Path("out.fifo").is_fifo()
+
+
+def test_stdout_symlink_writes_into_the_redirected_file(here, model_path):
+    with open("captured.csv", "wb") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "in.csv", "-o",
+                               "/dev/stdout", "--model", str(model_path), "-q"], stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert len(Path("captured.csv").read_text().splitlines()) == 21
+    assert os.path.islink("/dev/stdout")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "directory", "socket"])
+def test_an_output_that_is_not_a_regular_file_is_refused(here, run, kind):
+    Path("elsewhere.csv").write_text("precious\n")
+    if kind == "symlink":
+        os.symlink("elsewhere.csv", "out.csv")
+    elif kind == "dangling":
+        os.symlink("nowhere.csv", "out.csv")
+    elif kind == "directory":
+        os.mkdir("out.csv")
+    else:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind("out.csv")
+        server.close()  # the socket file stays
+    code, _, err = run("in.csv", "-o", "out.csv")
+    assert code == 73, err
+    assert len(err) == 1 and err[0].startswith("digits-score: error: out.csv: the output ")
+    assert Path("elsewhere.csv").read_text() == "precious\n"
+    assert not Path("nowhere.csv").exists()
+    assert os.path.lexists("out.csv")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_a_planted_file_in_an_out_dir_is_refused(here, run, kind):
+    os.mkdir("out")
+    Path("elsewhere.csv").write_text("precious\n")
+    target = "out/in.pred.csv"
+    {"symlink": lambda: os.symlink("../elsewhere.csv", target),
+     "fifo": lambda: os.mkfifo(target), "directory": lambda: os.mkdir(target)}[kind]()
+    code, _, err = run("in.csv", "--out-dir", "out")
+    assert code == 73, err
+    assert Path("elsewhere.csv").read_text() == "precious\n"
+
+
+# -- the bookkeeping cannot be planted ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_a_planted_lock_is_never_followed(here, run, kind):
+    os.makedirs("out/.digits-score")
+    Path("elsewhere").write_text("precious\n")
+    lock = "out/.digits-score/lock"
+    {"symlink": lambda: os.symlink("../../elsewhere", lock), "fifo": lambda: os.mkfifo(lock),
+     "directory": lambda: os.mkdir(lock)}[kind]()
+    code, _, err = run("in.csv", "--out-dir", "out")
+    assert code == 73, err
+    assert "cannot lock the output directory" in err[0] or "not a regular file" in err[0]
+    assert Path("elsewhere").read_text() == "precious\n"
+    assert os.listdir("out") == [".digits-score"]
+
+
+def test_a_planted_bookkeeping_link_is_never_followed(here, run):
+    os.mkdir("out")
+    os.mkdir("elsewhere")
+    os.symlink("../elsewhere", "out/.digits-score")
+    code, _, err = run("in.csv", "--out-dir", "out")
+    assert code == 73, err
+    assert os.listdir("elsewhere") == []
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "huge", "other output", "garbage"])
+def test_a_planted_record_is_not_trusted(here, run, kind):
+    assert run("in.csv", "--out-dir", "out", "-q")[0] == 0
+    (record,) = Path("out/.digits-score").glob("*.json")
+    saved = record.read_bytes()
+    record.unlink()
+    if kind == "symlink":
+        Path("copy.json").write_bytes(saved)
+        os.symlink(Path("copy.json").resolve(), record)
+    elif kind == "fifo":
+        os.mkfifo(record)
+    elif kind == "huge":
+        record.write_bytes(saved[:-2] + b" " * (2 << 20) + saved[-2:])
+    elif kind == "other output":
+        state = json.loads(saved)
+        state["output"]["name"] = b"other.pred.csv".hex()
+        record.write_text(json.dumps(state))
+    else:
+        record.write_bytes(b"\x00\xff{[")
+    code, _, err = run("in.csv", "--out-dir", "out")
+    assert code == 0, err
+    assert err[0].startswith("scored in.csv"), "an untrusted record means: score again"
+
+
+# -- names and patterns -------------------------------------------------------------------------
+
+def test_an_existing_name_is_a_name_not_a_pattern(here, run):
+    os.rename("in.csv", "brackets[1].csv")
+    Path("brackets1.csv").write_text("not,a,digit\n")
+    code, _, err = run("brackets[1].csv", "--out-dir", "out", "-q")
+    assert code == 0, err
+    assert sorted(os.listdir("out")) == [".digits-score", "brackets[1].pred.csv"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "npy", "parquet", "jsonl"])
+def test_a_directory_scored_into_itself_never_reads_its_own_outputs(here, run, fmt):
+    os.mkdir("d")
+    os.rename("in.csv", "d/in.csv")
+    for _ in range(2):
+        code, _, err = run("d", "--out-dir", "d", "--output-format", fmt, "--force", "-q",
+                           "--on-error", "skip")
+        assert code == 0, err
+    assert sorted(os.listdir("d")) == [".digits-score", "in.csv", f"in.pred.{fmt}"]
