@@ -282,6 +282,17 @@ def test_a_dropped_csv_with_ids_and_truth_reports_accuracy(page):
     screenshot(page, "dropped-csv.png")
 
 
+def test_a_csv_chosen_with_the_file_input_is_scored(page, tmp_path):
+    """The keyboard-reachable way in, beside dropping."""
+    path = tmp_path / "chosen.csv"
+    path.write_text((REPO / "examples" / "digits_test.csv").read_text())
+    before = int(body(page, "csvScored") or 0)
+    page.find_element("id", "csv-file").send_keys(str(path))
+    wait_for(page, lambda d: int(body(d, "csvScored") or 0) > before, "the CSV to be scored")
+    assert page.find_element("id", "csv-summary").text.startswith("chosen.csv: 360 rows scored")
+    assert page.find_element("id", "csv-download").get_attribute("download") == "chosen.pred.csv"
+
+
 def python_onnxruntime_rows(text: str) -> tuple[np.ndarray, np.ndarray]:
     lines = text.splitlines()
     header = lines[0].split(",")
