@@ -197,7 +197,7 @@ def commit_unit(dst: str, unit: Unit, record: Callable[[], None]) -> None:
     try:
         if unit.out is not None:
             remove_state(Path(dst))
-        if unit.out is not None and unit.report.count == 0 and not is_special(unit.report.path):
+        if unit.out is not None and not is_special(unit.report.path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(unit.report.path)
         if unit.out is not None:

@@ -353,3 +353,58 @@ def test_a_replaced_model_is_refused_unless_trusted(tmp_path, capsys):
     new_sha = Model.load(model_dir / "model.onnx", verify_hash=False).sha256
     assert main([str(src), "-o", str(out), "--model", str(model_dir / "model.onnx"),
                  "--model-sha256", new_sha, "-q"]) == 0
+
+
+# -- output, reject report and record are one unit -------------------------------------------------
+
+def _unit_versions(folder: Path) -> tuple[int | None, int | None, bool]:
+    """(data rows in the output, rows in the reject report, a record exists) as a reader
+    finds them."""
+    out, rejects = folder / "unit.pred.csv", folder / "unit.rejects.csv"
+    rows = len(out.read_text().splitlines()) - 1 if out.exists() else None
+    bad = len(rejects.read_text().splitlines()) - 1 if rejects.exists() else None
+    record = any((folder / ".digits-score").glob("*.json"))
+    return rows, bad, record
+
+
+def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
+    """A rerun on changed data, killed before and after every rename, unlink and fsync: the
+    output and the reject report a reader finds always come from one run, and a record exists
+    only beside the unit it describes."""
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 17, size=(40, 64)).astype(str)
+    old, new = X.copy(), X.copy()
+    old[[3, 10, 20], 5] = "x"
+    new[30, 7] = "x"
+    src, seed = tmp_path / "unit.csv", tmp_path / "seed"
+    args = [str(src), "--out-dir", str(tmp_path / "out"), "--on-error", "skip", "-q"]
+    _csv(src, old)
+    seed.mkdir()
+    assert _run([str(src), "--out-dir", str(seed), "--on-error", "skip", "-q"]).returncode == 0
+    assert _unit_versions(seed) == (37, 3, True)
+    _csv(src, new)
+    killed = 0
+    for call in ("replace", "unlink", "fsync"):
+        for nth in range(1, 30):
+            reached = False
+            for when in ("before", "after"):
+                out = tmp_path / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                shutil.copytree(seed, out, symlinks=True)
+                proc = _run(args, f"{call}:{nth}:{when}")
+                assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr
+                if proc.returncode != -signal.SIGKILL:
+                    continue
+                reached, killed = True, killed + 1
+                rows, bad, record = _unit_versions(out)
+                point = f"{call}:{nth}:{when}"
+                assert (rows, bad) in {(37, 3), (39, 1), (37, None), (39, None), (None, None),
+                                       (None, 3)}, (point, rows, bad)
+                if record:
+                    assert (rows, bad) in {(37, 3), (39, 1)}, (point, rows, bad)
+                assert (rows, bad) != (39, 3) and (rows, bad) != (37, 1), point
+                assert _run(args).returncode == 0
+                assert _unit_versions(out) == (39, 1, True), point
+            if not reached:
+                break
+    assert killed >= 6, "the kill points did not fire inside the commit"
