@@ -15,8 +15,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
 from digits_onnx.inference import contract
 from digits_onnx.training import export, manifest, recipes
 from digits_onnx.training.data import Split, load_split
@@ -47,6 +49,7 @@ class TrainingResult:
     manifest: dict
     model_bytes: bytes
     test_predictions: np.ndarray
+    description: str = ""
     paths: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -202,16 +205,10 @@ def train(
     if report:
         from digits_onnx.training import report as report_module
 
-        weights, _, _ = export.linear_parts(estimator)
         rendered = report_module.render_report(
-            X_train=split.X_train,
-            y_train=split.y_train,
-            X_test=split.X_test,
-            y_test=split.y_test,
-            y_pred=y_pred,
-            weights=weights,
-            manifest=the_manifest,
-            description=fitted.description,
+            **report_arguments(
+                estimator, split, fitted.cv, the_manifest, model_bytes, fitted.description
+            )
         )
         files.update({f"{REPORT_DIR}/{name}": data for name, data in rendered.items()})
         lap("report")
@@ -227,9 +224,45 @@ def train(
         manifest=the_manifest,
         model_bytes=model_bytes,
         test_predictions=y_pred,
+        description=fitted.description,
         paths=paths,
         timings=timings,
     )
+
+
+def report_arguments(
+    estimator: recipes.Classifier,
+    split: Split,
+    cv: recipes.CVRecord,
+    the_manifest: dict,
+    model_bytes: bytes,
+    description: str,
+) -> dict[str, Any]:
+    """What :func:`training.report.render_report` needs, measured from the fitted estimator
+    and the exported model (its operators, as the card lists them)."""
+    from digits_onnx.training.report import PROBES
+
+    weights, _, link = export.linear_parts(estimator)
+    graph = onnx.load_model_from_string(model_bytes).graph
+    probes = {
+        name: np.asarray(estimator.predict_proba(np.full((1, contract.N_FEATURES), value)))[0]
+        for name, value in PROBES.items()
+    }
+    return {
+        "X_train": split.X_train,
+        "y_train": split.y_train,
+        "X_test": split.X_test,
+        "y_test": split.y_test,
+        "y_pred": np.asarray(estimator.predict(split.X_test), dtype=np.int64),
+        "proba": np.asarray(estimator.predict_proba(split.X_test), dtype=np.float64),
+        "weights": weights,
+        "manifest": the_manifest,
+        "description": description,
+        "folds": cv.folds,
+        "operators": [node.op_type for node in graph.node],
+        "link": link,
+        "probes": probes,
+    }
 
 
 def samples_csv(split: Split) -> bytes:
