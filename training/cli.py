@@ -63,8 +63,8 @@ when the whole set is ready.
 
 Training, verify and samples need the train extra (scikit-learn, skl2onnx, onnx,
 matplotlib): pip install 'digits-onnx[train]', or from a checkout pip install -e '.[train]'.
-Without it they exit {EXIT_UNAVAILABLE}: nothing is wrong with the command, so not {EXIT_USAGE}; the
-install lacks a part (sysexits' EX_UNAVAILABLE), and a retry succeeds once it is there.
+Without it they exit {EXIT_UNAVAILABLE} (sysexits' EX_UNAVAILABLE), not {EXIT_USAGE}: the
+command is right, the install lacks a part, and the same command succeeds once it is there.
 
 exit codes:
   {EXIT_OK:<3} done; verify: every check passed
