@@ -147,3 +147,23 @@ def report_inputs(result) -> dict:
 
     return report_arguments(result.estimator, result.split, result.cv, result.manifest,
                             result.model_bytes, result.description)
+
+
+def test_the_probabilities_profiles_card_has_no_label(trained_default):
+    """The card of a probabilities-profile model names its one output and no ArgMax."""
+    from digits_onnx.training.api import report_arguments
+    from digits_onnx.training.export import build_model, profile_contract, serialize
+
+    model_bytes = serialize(build_model(trained_default.estimator, profile="probabilities"))
+    manifest = {**trained_default.manifest, "profile": "probabilities",
+                "contract": profile_contract("probabilities")}
+    arguments = report_arguments(trained_default.estimator, trained_default.split,
+                                 trained_default.cv, manifest, model_bytes,
+                                 trained_default.description)
+    readme = report.readme_text(
+        manifest, trained_default.description,
+        **{key: arguments[key] for key in ("y_test", "y_pred", "proba", "folds", "operators",
+                                           "link", "probes")})
+    assert "output `probabilities` float32 [N, 10]." in readme
+    assert "operators, in graph order: Gemm, Softmax." in readme
+    assert "No ArgMax and no `label` output" in readme
