@@ -66,7 +66,8 @@ def score_files(inputs: list[str], *, output: str | None = None,
     :mod:`digits_onnx.inference.distributed`. ``reports`` are other paths the caller will
     write after the run (a summary file): they are checked with the run's own outputs.
     """
-    check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes)
+    check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes,
+              output_format=options.output_format if options is not None else None)
     if scheduler is not None:
         from .distributed import score_files_on_cluster
 

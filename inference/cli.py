@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="directory for many inputs: <stem>.pred.<format> each; created if "
                      "missing (its parent must exist)")
     out.add_argument("--output-format", metavar=_choices(OUTPUT_FORMATS),
-                     help="csv (default), npy, parquet or jsonl; else from -o's extension")
+                     help="else from -o's extension (.csv, .csv.gz, .tsv, .tsv.gz, .npy, "
+                     ".parquet, .jsonl); csv when it has none")
     out.add_argument("--proba", action="store_true", help="add the probabilities p0..p9")
     out.add_argument("--summary-json", metavar="PATH",
                      help="write the run's summary as JSON ('-' for stdout), on every exit")
@@ -191,7 +192,7 @@ def _score(args: argparse.Namespace) -> int:
     part_bytes = args.part_size << 20 if args.part_size is not None else None
     # The same check score_files makes, before the model and the scoring stack load.
     check_run(output=args.output, out_dir=args.out_dir, scheduler=args.scheduler,
-              part_bytes=part_bytes, threads=args.threads)
+              part_bytes=part_bytes, threads=args.threads, output_format=args.output_format)
     options = ScoreOptions(
         read=ReadOptions(input_format=args.input_format, delimiter=args.delimiter,
                          header=args.header, id_column=args.id_column,

@@ -9,7 +9,7 @@ from __future__ import annotations
 #: Input formats (``--input-format``); otherwise detected from each file's extension.
 INPUT_FORMATS = ("csv", "tsv", "csv.gz", "tsv.gz", "npy", "parquet")
 #: Output formats (``--output-format``); otherwise detected from the output's extension.
-OUTPUT_FORMATS = ("csv", "npy", "parquet", "jsonl")
+OUTPUT_FORMATS = ("csv", "csv.gz", "tsv", "tsv.gz", "npy", "parquet", "jsonl")
 
 #: File-name ending -> format, for inputs and outputs alike (matched case-insensitively,
 #: longest ending first).

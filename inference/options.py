@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .formats import OUTPUT_FORMATS
+from .formats import OUTPUT_FORMATS, split_format
 from .readers import ReadOptions
 
 #: What a bad row does to its file: ``fail`` it, or ``skip`` the row into a reject report.
@@ -47,6 +47,26 @@ class ScoreOptions:
                 "on_error": self.on_error, "strict": self.strict}
 
 
+def resolve_output_format(output: str | None, given: str | None) -> str | None:
+    """The output format: ``--output-format``, else the extension of ``-o``'s file.
+
+    An extension that names no output format, or one that contradicts ``--output-format``,
+    is a usage error; a name without an extension (or a stream: ``-``, a device) takes the
+    given format, or CSV.
+    """
+    if output is None or output == "-":
+        return given
+    name = Path(output).name
+    named = split_format(name)[1]
+    if named is not None and given is not None and named != given:
+        raise UsageError(f"-o {output} names {named} output but --output-format says {given}; "
+                         "make them agree")
+    if named is None and given is None and Path(name).suffix:
+        raise UsageError(f"-o {output}: {Path(name).suffix!r} names no output format; end the "
+                         f"name with .{', .'.join(OUTPUT_FORMATS)}, or give --output-format")
+    return given or named
+
+
 def local_workers(scheduler: object) -> int | None:
     """N for ``local:N``, None for anything else (a Client, an address)."""
     if not isinstance(scheduler, str) or not scheduler.startswith("local:"):
@@ -62,8 +82,9 @@ def local_workers(scheduler: object) -> int | None:
 
 def check_run(*, output: str | None = None, out_dir: str | Path | None = None,
               scheduler: object | None = None, part_bytes: int | None = None,
-              threads: int | None = None) -> None:
+              threads: int | None = None, output_format: str | None = None) -> None:
     """The rules between a run's options, checked before anything is loaded or read."""
+    resolve_output_format(output, output_format)
     if output is not None and out_dir is not None:
         raise UsageError("give either -o/--output or --out-dir, not both")
     if output == "" or out_dir == "":

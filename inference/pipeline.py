@@ -29,6 +29,7 @@ from .errors import (
     ModelError,
     OutputError,
     ReadError,
+    UsageError,
     WriteError,
     read_error,
     write_error,
@@ -37,7 +38,7 @@ from .fsio import AtomicFile, is_special
 from .model import Model
 from .options import ScoreOptions
 from .plan import is_stream, rejects_path_for
-from .readers import STDIN, Batch, Reject, Source, open_source
+from .readers import STDIN, Batch, Reject, Source, detect_format, open_source
 from .readers.base import check_values, first_out_of_range_column, out_of_range_rows
 from .state import (
     StatKey,
@@ -86,6 +87,10 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
         skipped = skipped_summary(src, Path(dst), model, options, started, run_id)
         if skipped is not None:
             return skipped
+    if (options.read.id_column is not None or options.read.label_column is not None) and (
+            detect_format(src, options.read.input_format) == "npy"):
+        raise UsageError(f"{src}: an NPY file holds only the 64 features; --id-column and "
+                         "--label-column name columns of CSV or Parquet inputs")
     rejects_at = Path(rejects_path) if rejects_path else rejects_path_for(src, dst)
     try:
         before = stat_key(src)

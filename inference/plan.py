@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import DigitsError, MissingInputError, OutputError, UsageError
 from .formats import OUTPUT_FORMATS, split_format
 from .fsio import is_special, output_lock, remove_leftovers
-from .options import ScoreOptions, check_run
+from .options import ScoreOptions, check_run, resolve_output_format
 from .readers import STDIN, detect_format
 from .state import state_path_for
 from .writers import STDOUT, detect_output_format
@@ -119,12 +119,13 @@ def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
     every path the run will write (outputs, reject reports, ``reports`` such as the summary)
     against every file it reads and against each other: the start that the local and the
     cluster engine share. Nothing is written before this passes."""
-    check_run(output=output, out_dir=out_dir)
+    options = options or ScoreOptions()
+    check_run(output=output, out_dir=out_dir, output_format=options.output_format)
     if not inputs:
         raise UsageError("no inputs given")
-    options = options or ScoreOptions()
-    if options.output_format is None and output not in (None, STDOUT):
-        options = replace(options, output_format=detect_output_format(output, None))
+    fmt = resolve_output_format(output, options.output_format)
+    if fmt != options.output_format:
+        options = replace(options, output_format=fmt)
     files = expand_inputs(inputs, options.read.input_format)
     pairs = plan_outputs(files, output=output, out_dir=out_dir,
                          output_format=options.output_format)

@@ -47,8 +47,8 @@ def score(*args: str, model_path: Path, stdin=None, stdout=subprocess.PIPE,
     (["--scheduler", ""], "--scheduler needs an address (tcp://host:port) or local:N"),
     (["--part-size", "0", "--scheduler", "local:1"], "the part size must be positive"),
     (["--part-size", "5"], "--part-size applies to --scheduler runs only"),
-    (["--output-format", "xlsx"], "unknown output format 'xlsx'; choose from csv, npy, "
-     "parquet, jsonl"),
+    (["--output-format", "xlsx"], "unknown output format 'xlsx'; choose from csv, csv.gz, "
+     "tsv, tsv.gz, npy, parquet, jsonl"),
     (["--input-format", "xls"], "unknown input format 'xls'; choose from csv, tsv, csv.gz, "
      "tsv.gz, npy, parquet"),
 ])
@@ -310,3 +310,32 @@ def test_no_python_warning_reaches_stderr(here, model_path, monkeypatch, capsys)
     monkeypatch.setattr(pipeline, "range_check", noisy)
     assert main(["in.csv", "-o", "out.csv", "-q", "--model", str(model_path)]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("flag", ["--id-column", "--label-column"])
+def test_column_options_on_an_npy_input_are_refused_not_ignored(here, model_path, capsys,
+                                                                digits_rows, flag):
+    np.save("in.npy", digits_rows[:5])
+    code = main(["in.npy", "-o", "out.csv", flag, "0", "--model", str(model_path)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "digits-score: error: in.npy: an NPY file holds only the 64 features; --id-column "
+        "and --label-column name columns of CSV or Parquet inputs\n")
+    assert not Path("out.csv").exists()
+
+
+def test_npy_to_stdout_streams_in_bounded_memory(here, model_path, tmp_path):
+    """NPY output to stdout goes through a temporary file, not an in-memory buffer."""
+    X = np.random.default_rng(0).integers(0, 17, size=(1_500_000, 64)).astype(np.uint8)
+    np.save("big.npy", X)
+    with open("out.npy", "wb") as stdout:
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "digits_onnx.inference",
+             "big.npy", "--output-format", "npy", "--proba", "-q", "--model", str(model_path)],
+            stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    peak_mb = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    out = np.load("out.npy")
+    assert len(out) == len(X) and out.dtype.names[:3] == ("row", "label", "confidence")
+    # The output is 1.5M x 56 bytes = 84 MB; a whole-array buffer would add it to the peak.
+    assert peak_mb < 300, peak_mb

@@ -54,7 +54,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
      "in.pred.csv: the output would overwrite the input in.pred.csv"),
     (["in.csv", "-o", "out.csv", "--summary-json", "out.csv"],
      "out.csv: the run would write this file twice (as output and as report)"),
-    (["in.csv", "-o", "model.onnx"], "model.onnx: the output would overwrite the model"),
+    (["in.csv", "-o", "model.onnx", "--output-format", "csv"],
+     "model.onnx: the output would overwrite the model"),
     (["in.csv", "-o", "out.csv", "--summary-json", "model.onnx"],
      "model.onnx: the report would overwrite the model"),
 ])
@@ -121,16 +122,21 @@ def test_a_device_is_written_as_a_stream_never_replaced(here, run, target):
 
 
 def test_a_fifo_output_is_written_as_a_stream(here, model_path):
-    os.mkfifo("out.fifo")
-    reader = subprocess.Popen(["cat", "out.fifo"], stdout=subprocess.PIPE)
-    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "in.csv", "-o",
-                           "out.fifo", "--model", str(model_path), "-q"], capture_output=True,
-                          text=True, timeout=120, check=False)
-    out, _ = reader.communicate(timeout=60)
+    os.mkfifo("out.csv")
+    reader = subprocess.Popen(["cat", "out.csv"], stdout=subprocess.PIPE)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "in.csv", "-o",
+                               "out.csv", "--model", str(model_path), "-q"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+        if reader.stdout is not None:
+            reader.stdout.close()
     assert proc.returncode == 0, proc.stderr
     assert out.decode().splitlines()[0] == "row,label,confidence"
     assert len(out.decode().splitlines()) == 21
-    assert Path("out.fifo").is_fifo()
+    assert Path("out.csv").is_fifo()
 
 
 def test_stdout_symlink_writes_into_the_redirected_file(here, model_path):
