@@ -301,3 +301,336 @@ def test_a_byte_order_mark_inside_the_file_is_rejected_wherever_blocks_begin(
     assert n == len(lines) and len(X) == len(lines) - 4
     assert [(r.line, r.column) for r in rejects] == [(2, 1), (18, 1), (41, 1), (121, 1)]
     assert all("byte-order mark" in r.reason for r in rejects)
+
+
+# -- the header: only a line that cannot be data -------------------------------------------
+
+def read_text(tmp_path: Path, text: str, name: str = "h.csv", **options):
+    path = tmp_path / name
+    path.write_text(text)
+    source = open_source(str(path), ReadOptions(**options))
+    try:
+        batches = list(source.batches())
+    finally:
+        source.close()
+    X = np.concatenate([b.X for b in batches])
+    ids = [i for b in batches if b.ids is not None for i in b.ids.to_pylist()]
+    rejects = [f"{r.where()}: {r.reason}" for b in batches for r in b.rejects]
+    return source, X, ids, rejects, sum(b.n_rows for b in batches)
+
+
+def with_token(i: int, column: int, token: str) -> str:
+    cells = good_line(i).split(",")
+    cells[column] = token
+    return ",".join(cells)
+
+
+AMBIGUOUS_FIRST_LINES = [
+    (with_token(0, 4, "O"), "63 of its fields are numbers and 1 not ('O' in column 5)"),
+    (with_token(0, 0, "l"), "63 of its fields are numbers and 1 not ('l' in column 1)"),
+    (with_token(0, 63, "x"), "63 of its fields are numbers and 1 not ('x' in column 64)"),
+    (with_token(0, 10, "1,5").replace('1,5', '"1,5"'),
+     "63 of its fields are numbers and 1 not ('1,5' in column 11)"),
+    (",".join(["a", "b", "c", *good_line(0).split(",")[3:]]),
+     "61 of its fields are numbers and 3 not ('a' in column 1, 'b' in column 2, 'c' in "
+     "column 3)"),
+    (",".join([f"p{k}" for k in range(32)] + [str(k) for k in range(32, 64)]),
+     "32 of its fields are numbers and 32 not ('p0' in column 1, 'p1' in column 2, 'p2' in "
+     "column 3, ...)"),
+    (",".join(str(k) for k in range(63)) + ",label",
+     "63 of its fields are numbers and 1 not ('label' in column 64)"),
+]
+
+
+@pytest.mark.parametrize(("first", "what"), AMBIGUOUS_FIRST_LINES)
+def test_a_first_line_that_may_be_data_or_a_header_is_an_error(tmp_path, first, what):
+    """One mistyped cell (O for 0) used to turn the first row into a header, silently."""
+    text = first + "\n" + "".join(good_line(i) + "\n" for i in range(1, 5))
+    with pytest.raises(InputDataError) as info:
+        read_text(tmp_path, text)
+    assert str(info.value) == (f"{tmp_path}/h.csv: line 1: cannot tell whether it is a "
+                               f"header or data: {what}; pass --header or --no-header")
+
+
+def test_header_or_no_header_settle_an_ambiguous_first_line(tmp_path):
+    text = with_token(0, 4, "O") + "\n" + "".join(good_line(i) + "\n" for i in range(1, 5))
+    _, X, _, rejects, n = read_text(tmp_path, text, header=False)
+    assert (n, len(X)) == (5, 4)
+    assert rejects == ["line 1, column 5: 'O' is not a number"]
+    _, X, _, rejects, n = read_text(tmp_path, text, header=True)
+    assert (n, len(X), rejects) == (4, 4, [])
+
+
+def test_the_ambiguity_error_names_the_line_after_blank_lines(tmp_path):
+    text = "\n\n" + with_token(0, 4, "O") + "\n" + good_line(1) + "\n"
+    with pytest.raises(InputDataError, match=r"h.csv: line 3: cannot tell whether it is a "
+                                             r"header or data"):
+        read_text(tmp_path, text)
+
+
+INDEX_HEADERS = [
+    (",".join(str(k) for k in range(64)), {}),
+    (",".join(str(k) for k in range(1, 65)), {}),
+    (",".join(f'"{k}"' for k in range(64)), {}),
+    ("," + ",".join(str(k) for k in range(64)), {"id_column": 0}),
+    ("id," + ",".join(str(k) for k in range(64)), {"id_column": 0}),
+    ("id," + ",".join(str(k) for k in range(64)), {"id_column": "id"}),
+    ("id," + ",".join(str(k) for k in range(64)) + ",label",
+     {"id_column": "id", "label_column": "label"}),
+    ("id," + ",".join(str(k) for k in range(64)) + ",label", {"id_column": 0, "label_column": 65}),
+    (",".join(str(k) for k in range(64)) + ",label", {"label_column": 64}),
+    (",".join(str(k) for k in range(64)) + ",label", {"label_column": "label"}),
+    ("\t".join(str(k) for k in range(64)), {}),
+    (" ".join(str(k) for k in range(64)), {}),
+]
+
+
+@pytest.mark.parametrize(("header", "options"), INDEX_HEADERS)
+def test_a_header_of_column_indexes_is_a_header(tmp_path, digits_rows, header, options):
+    """pandas writes 0,1,...,63 for an unnamed frame: it was scored as a row of data and
+    every row number after it was off by one."""
+    sep = "\t" if "\t" in header else " " if " " in header else ","
+    lines = [header]
+    for i, row in enumerate(digits_rows[:6]):
+        cells = [f"{v:g}" for v in row]
+        if "id" in header or header.startswith(","):
+            cells.insert(0, f"r{i}")
+        if "label" in header:
+            cells.append(str(i % 10))
+        lines.append(sep.join(cells))
+    source, X, ids, rejects, n = read_text(tmp_path, "\n".join(lines) + "\n", **options)
+    assert source.layout.header
+    assert (n, rejects) == (6, [])
+    np.testing.assert_array_equal(X, digits_rows[:6].astype(np.float32))
+    if "id_column" in options:
+        assert ids == [f"r{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize(("first", "options"), [
+    (good_line(0), {}),
+    ("t0," + good_line(0), {"id_column": 0}),
+    ("t0," + good_line(0) + ",3", {"id_column": 0, "label_column": -1}),
+    (good_line(0) + ",zero", {"id_column": -1}),
+    (with_token(0, 3, ""), {}),
+    (with_token(0, 3, "nan"), {}),
+    (",".join(str(k) for k in range(2, 66)), {}),
+    (",".join(f"{k}.0" for k in range(64)), {}),
+])
+def test_a_first_line_that_can_be_data_is_data(tmp_path, first, options):
+    """An id column given by index may hold words: they do not make the line a header."""
+    rest = [good_line(i) for i in range(1, 4)]
+    if "id_column" in options:
+        rest = [f"t{i}," + line if options["id_column"] == 0 else line + f",w{i}"
+                for i, line in enumerate(rest, 1)]
+    if options.get("label_column") == -1:
+        rest = [line + ",3" for line in rest]
+    source, _, _, _, n = read_text(tmp_path, "\n".join([first, *rest]) + "\n", **options)
+    assert not source.layout.header
+    assert n == 4
+
+
+@pytest.mark.parametrize("first", [
+    ",".join(f"pixel_{k}" for k in range(64)),
+    ",".join(f"p{k}" for k in range(60)) + ",60,61,62,63",
+    "id," + ",".join(f"p{k}" for k in range(64)),
+])
+def test_a_first_line_of_names_is_a_header(tmp_path, first):
+    rest = [("t," if first.startswith("id") else "") + good_line(i) for i in range(3)]
+    options = {"id_column": "id"} if first.startswith("id") else {}
+    source, _, _, rejects, n = read_text(tmp_path, "\n".join([first, *rest]) + "\n", **options)
+    assert source.layout.header and (n, rejects) == (3, [])
+
+
+def test_an_ambiguous_line_of_the_wrong_width_says_so(tmp_path):
+    """When neither reading can work, the width is the problem to name."""
+    text = "t0," + good_line(0) + "\n" + "t1," + good_line(1) + "\n"
+    with pytest.raises(InputDataError, match=r"line 1: expected 64 feature columns, found 65 "
+                                             r"\(65 columns in all\); name the extra columns"):
+        read_text(tmp_path, text)
+
+
+# -- blank lines: skipped anywhere, however many, at the cost of a byte scan ------------------
+
+@pytest.mark.parametrize("blank", ["\n", "\r\n", " \n", "\t\r\n"])
+@pytest.mark.parametrize("count", [1, 1000, 70_000])
+def test_any_number_of_blank_lines_before_the_header(tmp_path, digits_rows, blank, count):
+    """70,000 blank lines (more than the sniffer reads ahead) gave "the file is empty"."""
+    header = ",".join(f"p{k}" for k in range(64))
+    text = blank * count + header + "\n" + rows_text(digits_rows[:3]) + "x\n"
+    _, X, _, rejects, n = read_text(tmp_path, text)
+    assert n == 4
+    np.testing.assert_array_equal(X, digits_rows[:3].astype(np.float32))
+    assert rejects == [f"line {count + 5}: expected 64 columns, found 1"]
+
+
+@pytest.mark.parametrize("count", [1, 70_000])
+def test_blank_lines_before_headerless_data(tmp_path, digits_rows, count):
+    _, X, _, rejects, n = read_text(tmp_path, "\n" * count + rows_text(digits_rows[:3])
+                                    + "x\n", header=None)
+    assert n == 4 and len(X) == 3
+    assert rejects == [f"line {count + 4}: expected 64 columns, found 1"]
+
+
+def test_a_file_of_blank_lines_only_is_empty(tmp_path):
+    for text in ("\n" * 100_000, " \r\n" * 30_000, "\n" * 70_000 + "   "):
+        with pytest.raises(InputDataError, match=r"h.csv: the file is empty"):
+            read_text(tmp_path, text)
+
+
+@pytest.mark.parametrize("chunk_bytes", [300, 4096, 1 << 20])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_blank_lines_anywhere_are_skipped_and_counted_in_line_numbers(
+        tmp_path, digits_rows, chunk_bytes, newline):
+    lines = []
+    for i, row in enumerate(digits_rows[:40]):
+        lines += [""] * (i % 4) + [",".join(f"{v:g}" for v in row)]
+    lines[50] = "x"  # a bad line among them
+    text = newline.join(["p" + ",p".join(str(k) for k in range(64)), *lines]) + newline * 3
+    bad_row = sum(1 for ln in lines[:50] if ln)
+    _, X, _, rejects, n = read_text(tmp_path, text, chunk_bytes=chunk_bytes)
+    assert n == 40 and len(X) == 39
+    assert rejects == ["line 52: expected 64 columns, found 1"]
+    np.testing.assert_array_equal(X, np.delete(digits_rows[:40], bad_row, axis=0)
+                                  .astype(np.float32))
+
+
+def test_blank_lines_in_a_gzipped_and_a_whitespace_separated_file(tmp_path, digits_rows):
+    text = "\n\n" + rows_text(digits_rows[:5]).replace("\n", "\n\n\r\n")
+    (tmp_path / "b.csv.gz").write_bytes(gzip.compress(text.encode()))
+    X, rejects, n = read_all(tmp_path / "b.csv.gz")
+    assert (n, rejects) == (5, [])
+    # Separated by blanks, a line of blanks is a blank line too.
+    (tmp_path / "b.txt").write_text(text.replace(",", "  ").replace("\r\n", "  \t\n"))
+    X, rejects, n = read_all(tmp_path / "b.txt", delimiter="whitespace")
+    assert (n, rejects) == (5, [])
+    np.testing.assert_array_equal(X, digits_rows[:5].astype(np.float32))
+
+
+PEAK_RSS = """
+import resource, sys
+from digits_onnx.inference.readers import ReadOptions, open_source
+source = open_source(sys.argv[1], ReadOptions())
+rows = sum(b.n_rows + 0 * len(b.rejects) for b in source.batches())
+source.close()
+print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def peak_rss_mb(path: Path) -> tuple[int, int]:
+    """(rows, peak RSS in MB) of reading ``path`` in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(path)], capture_output=True,
+                         text=True, check=True, timeout=300).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+@pytest.mark.slow
+def test_megabytes_of_blank_lines_keep_memory_flat(tmp_path):
+    """2 MB of blank lines after a header peaked at 1.7 GB: each was a row of 64 nulls."""
+    path = tmp_path / "blank.csv"
+    path.write_text(",".join(f"p{k}" for k in range(64)) + "\n" + "\n" * 2_000_000
+                    + good_line(0) + "\n" + "\r\n" * 2_000_000 + good_line(1) + "\n")
+    rows, peak = peak_rss_mb(path)
+    assert rows == 2
+    assert peak < 400, f"peak RSS {peak} MB"
+
+
+# -- bad rows in bulk -------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_million_bad_lines_take_seconds(tmp_path):
+    """A 4 kB .gz of 2M lines of 'x' took 8 minutes and 1 GB, bisected to single lines."""
+    import time
+
+    path = tmp_path / "x.csv.gz"
+    path.write_bytes(gzip.compress(HEADER.encode() + b"\n" + b"x\n" * 2_000_000))
+    started = time.perf_counter()
+    source = open_source(str(path))
+    n = most = 0
+    for batch in source.batches():
+        n += batch.n_rows
+        most = max(most, len(batch.rejects))
+        assert [r.reason for r in batch.rejects[:1]] in ([], ["expected 64 columns, found 1"])
+    source.close()
+    assert n == 2_000_000
+    assert most <= 1 << 19  # rejects come in bounded batches
+    assert time.perf_counter() - started < 60
+
+
+def one_line_verdict(tmp_path: Path, header: str, line: str) -> str | list[float]:
+    """What the reader makes of ``line`` alone after ``header``: its values or its reject."""
+    path = tmp_path / "one.csv"
+    path.write_bytes((header + "\n").encode() + line.encode("utf-8", "surrogateescape")
+                     + b"\n")
+    source = open_source(str(path), ReadOptions(header=True))
+    (batch,) = list(source.batches())
+    source.close()
+    if batch.rejects:
+        (reject,) = batch.rejects
+        return f"column {reject.column}: {reject.reason}"
+    return batch.X[0].tolist()
+
+
+MIXED_LINES = [bad for bad, _ in BAD_LINES] + [
+    with_token(1, 0, '"7"'), with_token(2, 5, ' 3 '), with_token(3, 63, "1e-3"),
+    with_token(4, 2, "+2"), with_token(5, 2, "0x10"), with_token(6, 9, "Inf"),
+    with_token(7, 9, "1e309"), with_token(8, 9, "\ufeff1"), with_token(9, 9, "\udce9"),
+    with_token(10, 9, '"1\n2"'), '"' + good_line(11), good_line(12) + '"',
+    with_token(13, 40, '"a""b"'), with_token(14, 40, "é"), with_token(15, 0, "\t"),
+    with_token(16, 3, "nan(1)"), with_token(17, 3, "-"), with_token(18, 3, "."),
+    with_token(19, 7, "1\r2"),
+]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bulk_diagnosis_agrees_with_reading_each_line_alone(tmp_path, seed):
+    """Bad blocks are diagnosed a column at a time; every verdict (values or reason) must be
+    what the reader gives the same line in a file of its own."""
+    rng = np.random.default_rng(seed)
+    header = ",".join(f"p{k}" for k in range(64))
+    pool = MIXED_LINES + [good_line(i) for i in range(30)]
+    lines = [pool[i] for i in rng.integers(0, len(pool), 300)]
+    data = "\n".join([header, *lines]) + "\n"
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(data.encode("utf-8", "surrogateescape"))
+    source = open_source(str(path), ReadOptions(chunk_bytes=int(rng.integers(500, 40_000))))
+    got: dict[int, str | list[float]] = {}
+    for batch in source.batches():
+        for r in batch.rejects:
+            got[r.line] = f"column {r.column}: {r.reason}"
+        for line, x in zip(batch.line_numbers(np.arange(len(batch.X))), batch.X, strict=True):
+            got[line] = x.tolist()
+    source.close()
+    physical = data.split("\n")[1:-1]
+    for number, line in enumerate(physical, start=2):
+        if "\n" not in line:
+            assert got.get(number) == one_line_verdict(tmp_path, header, line), (number, line)
+
+
+FLOAT_ALPHABET = [*"0123456789+-.eEinfatyINFATY()_xX \tb,", "nan", "inf", "infinity"]
+
+
+def test_the_float_pattern_is_what_pyarrow_parses():
+    """The bulk diagnosis decides 'is a number' with a pattern: it must match exactly the
+    tokens pyarrow's parser accepts."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from digits_onnx.inference.readers.csv_diagnosis import FLOAT_PATTERN, INT_PATTERN
+
+    rng = random.Random(3)
+    tokens = sorted({"".join(rng.choice(FLOAT_ALPHABET) for _ in range(rng.randint(0, 7)))
+                     for _ in range(60_000)})
+    cells = pc.utf8_trim(pa.array(tokens), characters=" \t")
+    for pattern, to in ((FLOAT_PATTERN, pa.float64()), (INT_PATTERN, pa.int64())):
+        matched = pc.match_substring_regex(cells, pattern, ignore_case=True).to_pylist()
+        for token, match in zip(cells.to_pylist(), matched, strict=True):
+            try:
+                pa.array([token]).cast(to)
+                parses = True
+            except pa.ArrowInvalid:
+                parses = False
+            assert match == parses or (to == pa.int64() and match and len(token) > 18), token

@@ -15,7 +15,7 @@ from ..errors import UsageError
 # Still importable from here, where it used to live.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reject:
     """One input row that could not be scored, and why."""
 

@@ -12,6 +12,7 @@ import io
 import re
 import zlib
 from collections.abc import Iterator
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -22,18 +23,25 @@ from ..arrow import string_array, to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError, UsageError
 from .base import Batch, Reject, Source
-from .csv_diagnosis import diagnose_line
+from .csv_diagnosis import (
+    SHOWN_CHARS,
+    count_reason,
+    diagnose_line,
+    diagnose_table,
+)
 from .csv_layout import SNIFF_BYTES, sniff_layout
+from .csv_lines import Lines, drop_blank_lines, has_blank_lines
 from .read_options import ReadOptions
 from .streams import HashingReader, RangeReader, line_start
 
 #: A longer line fails its file: a row of 64 numbers is a few hundred bytes at most.
 MAX_LINE_BYTES = 16 << 20
-#: Below this many lines a failing block is diagnosed line by line instead of bisected.
-SMALL_BLOCK_LINES = 16
 BOM = b"\xef\xbb\xbf"
+#: A block with bad lines is diagnosed in windows of this many bytes (whole lines).
+SLOW_WINDOW = 1 << 20
 _WS_EDGES = re.compile(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)")
 _WS_RUNS = re.compile(rb"[ \t]+")
+_CONTENT = re.compile(rb"[^ \t\r\n\x0b\x0c]")
 
 
 class CsvSource(Source):
@@ -53,10 +61,11 @@ class CsvSource(Source):
         if self._pending.startswith(BOM):
             self._pending = self._pending[len(BOM):]
             self._data_start = len(BOM)
+        self._line_no = 1
+        self._skip_blank_lines()
         if not self._pending.strip():
             raise InputDataError(f"{display}: the file is empty")
-        self.layout = sniff_layout(self._pending, options, display)
-        self._line_no = 1
+        self.layout = sniff_layout(self._pending, options, display, self._line_no)
         if self.layout.header:
             self._drop_header()
         if self.layout.id_idx is not None:
@@ -85,19 +94,37 @@ class CsvSource(Source):
             return InputDataError(f"{self.display}: not a valid gzip file ({exc})")
         return exc
 
-    def _drop_header(self) -> None:
-        """Drop the header line the sniffer read (the first non-blank one) and any blank
-        lines before it."""
-        start, line_no = 0, 1
+    def _skip_blank_lines(self) -> None:
+        """Drop the blank lines before the first line with content, however many, counting
+        them; then read ahead enough for the sniffer. Memory stays at one read-ahead."""
         while True:
-            cut = self._pending.find(b"\n", start)
-            line = self._pending[start:] if cut < 0 else self._pending[start:cut]
-            if line.strip() or cut < 0:
+            content = _CONTENT.search(self._pending)
+            end = content.start() if content else len(self._pending)
+            cut = self._pending.rfind(b"\n", 0, end) + 1
+            if cut:
+                self._line_no += self._pending.count(b"\n", 0, cut)
+                self._data_start += cut
+                self._pending = self._pending[cut:]
+            if content:
                 break
-            start, line_no = cut + 1, line_no + 1
+            if len(self._pending) >= SNIFF_BYTES:  # one line of blanks, longer than a row
+                raise LineError(self.display, self._line_no,
+                                f"is longer than {SNIFF_BYTES} bytes; this is not a file of "
+                                "64-feature rows")
+            more = self._read(SNIFF_BYTES)
+            if not more:
+                return
+            self._pending += more
+        while len(self._pending) < SNIFF_BYTES and (
+                more := self._read(SNIFF_BYTES - len(self._pending))):
+            self._pending += more
+
+    def _drop_header(self) -> None:
+        """Drop the header line the sniffer read (the first line left)."""
+        cut = self._pending.find(b"\n")
         self._data_start += len(self._pending) if cut < 0 else cut + 1
         self._pending = b"" if cut < 0 else self._pending[cut + 1:]
-        self._line_no = line_no + 1
+        self._line_no += 1
 
     # -- reading one part of a file ------------------------------------------------------------
 
@@ -198,27 +225,79 @@ class CsvSource(Source):
     def batches(self) -> Iterator[Batch]:
         first_row = 0
         for block, line_no, newlines in self._line_blocks():
-            batch = self._block_batch(block, line_no, newlines, first_row)
-            first_row += batch.n_rows
-            yield batch
+            for batch in self._block_batches(block, line_no, newlines, first_row):
+                first_row += batch.n_rows
+                yield batch
 
-    def _block_batch(self, block: memoryview, line_no: int, newlines: int,
-                     first_row: int) -> Batch:
-        """Parse a block in one go; blank or bad lines send it to the slow path."""
-        lines = newlines + (0 if block[-1:] == b"\n" else 1)
+    def _block_batches(self, block: memoryview, line_no: int, newlines: int,
+                       first_row: int) -> Iterator[Batch]:
+        """Parse a block in one go; blank or bad lines send it to the slow path.
+
+        Blank lines are not rows (as pandas and numpy skip them): a block that holds some is
+        parsed without them, so they cost a byte scan, not a row of 64 nulls each. A block
+        that fails is cut into windows of at most ``SLOW_WINDOW`` bytes, so that the rows
+        rejected at once, and the work on them, stay bounded.
+        """
+        numbers: np.ndarray | None = None
+        data: bytes | memoryview = block
+        if has_blank_lines(block.obj, len(block)):  # type: ignore[arg-type]
+            data, numbers = drop_blank_lines(block, line_no)
+            lines = len(numbers)
+            if not lines:
+                return
+        else:
+            lines = newlines + (0 if block[-1:] == b"\n" else 1)
+        batch = self._fast_batch(data, line_no, lines, numbers, first_row)
+        if batch is not None:
+            yield batch
+            return
+        data = bytes(data)
+        start = k = 0
+        while start < len(data):
+            stop = len(data)
+            if stop - start > SLOW_WINDOW:
+                stop = data.rfind(b"\n", start, start + SLOW_WINDOW) + 1 or (
+                    data.find(b"\n", start + SLOW_WINDOW) + 1 or len(data))
+            n = data.count(b"\n", start, stop) + (0 if data[stop - 1:stop] == b"\n" else 1)
+            window = data[start:stop]
+            window_numbers = (np.arange(line_no + k, line_no + k + n) if numbers is None
+                              else numbers[k:k + n])
+            batch = self._fast_batch(window, 0, n, window_numbers, first_row)
+            if batch is None:
+                batch = self._slow_batch(window, window_numbers, first_row)
+            yield batch
+            first_row += batch.n_rows
+            start, k = stop, k + n
+
+    def _fast_batch(self, data: bytes | memoryview, line_no: int, lines: int,
+                    numbers: np.ndarray | None, first_row: int) -> Batch | None:
+        """The batch of a block that parses clean in one go (None when it does not)."""
         try:
             # pyarrow drops a byte-order mark that starts a buffer: such a block is checked
             # line by line, where the mark is rejected wherever the block happened to begin.
-            table = None if block[:3] == BOM else self._parse(block)
+            table = None if data[:3] == BOM else self._parse(data)
         except pa.ArrowInvalid:
-            table = None
-        if table is not None and table.num_rows == lines and not self._has_nulls(table):
-            batch = self._table_batch(table, first_row)
-            X = batch.X
-            if not X.size or np.isfinite(sum(batch.extrema())):
-                batch.line_fn = lambda idx: line_no + idx
-                return batch
-        return self._slow_batch(bytes(block), line_no, first_row)
+            return None
+        if table is None or table.num_rows != lines or self._has_nulls(table):
+            return None
+        batch = self._table_batch(table, first_row)
+        if batch.X.size and not np.isfinite(sum(batch.extrema())):
+            return None
+        if numbers is None:
+            batch.line_fn = lambda idx: line_no + idx
+        else:
+            batch.lines = numbers
+        return batch
+
+    def _empty_batch(self, first_row: int) -> Batch:
+        batch = Batch(X=np.empty((0, N_FEATURES), np.float32),
+                      rows=np.empty(0, np.int64), n_rows=0)
+        if self.layout.label_idx is not None:
+            batch.truth = np.empty(0, np.int64)
+        if self.layout.id_idx is not None:
+            batch.ids = string_array([])
+        batch.lines = np.empty(0, np.int64)
+        return batch
 
     def _table_batch(self, table: pa.Table, first_row: int) -> Batch:
         layout = self.layout
@@ -247,57 +326,141 @@ class CsvSource(Source):
             return True
         return layout.label_idx is not None and bool(table.column(layout.label_idx).null_count)
 
-    def _slow_batch(self, block: bytes, line_no: int, first_row: int) -> Batch:
-        """Find the bad lines of a block by bisection, keeping the good rows' values exact.
+    # -- the slow path: a block with bad lines -------------------------------------------------
 
-        Blank lines are not rows: they are skipped here, as pandas and numpy skip them.
+    def _slow_batch(self, block: bytes, numbers: np.ndarray, first_row: int) -> Batch:
+        """Find the bad lines of a block (no blank lines left in it) in bulk, keeping the
+        good rows' values exactly what a clean block would give.
+
+        Lines whose column count is plain from their delimiters are settled by counting;
+        the others are parsed as text and checked a column at a time
+        (:func:`diagnose_table`). The good lines are then parsed as a clean block is; a set of
+        lines that does not parse as one record per line (a quote spanning lines) is halved
+        until the culprits stand alone and are read alone.
         """
-        lines = block.split(b"\n")
-        numbered = [(line_no + i, ln + b"\n") for i, ln in enumerate(lines) if ln.strip(b"\r")]
-        expected = len(numbered)
-        good: list[tuple[int, pa.Table]] = []
+        lines = Lines(block, numbers)
+        bad = np.zeros(len(lines), dtype=bool)
         rejects: list[Reject] = []
-        self._bisect(numbered, 0, len(numbered), first_row, good, rejects)
-        parts = [t for _, t in good]
-        rows = np.concatenate([np.arange(r, r + t.num_rows) for r, t in good]) if good else (
-            np.empty(0, np.int64))
-        line_nums = np.array([n for n, _ in numbered], dtype=np.int64)
-        if parts:
-            table = pa.concat_tables(parts)
+        for k in np.flatnonzero(lines.lone_lines()):
+            rejects.append(self._diagnose_alone(lines, int(k), first_row))
+            bad[k] = True
+        width = len(self.layout.names)
+        counts, plain = lines.field_counts(self.layout.delimiter[0])
+        wrong = np.flatnonzero(plain & (counts != width) & ~bad)
+        reasons = {int(c): count_reason(width, int(c)) for c in np.unique(counts[wrong])}
+        self._reject(lines, [(k, None, reasons[c]) for k, c in zip(
+            wrong.tolist(), counts[wrong].tolist(), strict=True)], first_row, bad, rejects)
+        self._settle(lines, np.flatnonzero(~bad), first_row, bad, rejects)
+        good: list[tuple[np.ndarray, pa.Table]] = []
+        self._parse_good(lines, np.flatnonzero(~bad), first_row, good, rejects)
+        if good:
+            table = pa.concat_tables([t for _, t in good])
             batch = self._table_batch(table, 0)
-            batch.rows = rows
+            idx = np.concatenate([i for i, _ in good])
         else:
-            batch = Batch(X=np.empty((0, N_FEATURES), np.float32), rows=rows, n_rows=0)
-            if self.layout.label_idx is not None:
-                batch.truth = np.empty(0, np.int64)
-            if self.layout.id_idx is not None:
-                batch.ids = string_array([])
-        batch.lines = line_nums[rows - first_row]
-        batch.n_rows = expected
-        batch.rejects = sorted(rejects, key=lambda r: r.row)
+            batch = self._empty_batch(0)
+            idx = np.empty(0, np.int64)
+        batch.rows = first_row + idx
+        batch.lines = numbers[idx]
+        batch.n_rows = len(lines)
+        batch.rejects = sorted(rejects, key=attrgetter("row"))
         return batch
 
-    def _bisect(self, numbered: list[tuple[int, bytes]], lo: int, hi: int, first_row: int,
-                good: list[tuple[int, pa.Table]], rejects: list[Reject]) -> None:
-        if lo >= hi:
+    def _text_options(self) -> dict[str, Any]:
+        names = [f"c{i}" for i in range(len(self.layout.names))]
+        return {
+            "read_options": pacsv.ReadOptions(column_names=names, block_size=1 << 20,
+                                              use_threads=False),
+            "convert_options": pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,
+                quoted_strings_can_be_null=False),
+        }
+
+    def _settle(self, lines: Lines, idx: np.ndarray, first_row: int, bad: np.ndarray,
+                rejects: list[Reject]) -> None:
+        """Diagnose the lines at ``idx`` in bulk: every column as text, checked at once."""
+        if not len(idx):
             return
-        if hi - lo > SMALL_BLOCK_LINES:
-            data = b"".join(ln for _, ln in numbered[lo:hi])
-            table = self._try_parse(data)
-            if table is not None and table.num_rows == hi - lo and self._clean(table):
-                good.append((first_row + lo, table))
-                return
-            mid = (lo + hi) // 2
-            self._bisect(numbered, lo, mid, first_row, good, rejects)
-            self._bisect(numbered, mid, hi, first_row, good, rejects)
+        if len(idx) == 1:
+            k = int(idx[0])
+            if self._try_line(lines, k) is None:
+                rejects.append(self._diagnose_alone(lines, k, first_row))
+                bad[k] = True
             return
-        for k in range(lo, hi):
-            line, text = numbered[k]
-            table = self._try_parse(text)
-            if table is not None and table.num_rows == 1 and self._clean(table):
-                good.append((first_row + k, table))
-            else:
-                rejects.append(diagnose_line(self.layout, first_row + k, line, text))
+        width = len(self.layout.names)
+        miscounted: list[tuple[int, int]] = []
+
+        def invalid(row: pacsv.InvalidRow) -> str:
+            miscounted.append((row.number, row.actual_columns))
+            return "skip"
+
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(lines.take(idx)),
+                parse_options=pacsv.ParseOptions(delimiter=self.layout.delimiter.decode(),
+                                                 ignore_empty_lines=False,
+                                                 invalid_row_handler=invalid),
+                **self._text_options())
+        except pa.ArrowInvalid:
+            table = None
+        if table is None or table.num_rows + len(miscounted) != len(idx) or any(
+                n is None for n, _ in miscounted):
+            half = len(idx) // 2  # some record spans lines: find it by halving
+            self._settle(lines, idx[:half], first_row, bad, rejects)
+            self._settle(lines, idx[half:], first_row, bad, rejects)
+            return
+        parsed = np.ones(len(idx), dtype=bool)
+        found: list[tuple[int, int | None, str]] = []
+        reasons: dict[int, str] = {}
+        for number, count in miscounted:
+            parsed[number - 1] = False
+            reason = reasons.get(count) or reasons.setdefault(count, count_reason(width, count))
+            found.append((int(idx[number - 1]), None, reason))
+        rows = idx[parsed]
+        found.extend((int(rows[r]), column, reason)
+                     for r, column, reason in diagnose_table(self.layout, table).found)
+        self._reject(lines, found, first_row, bad, rejects)
+
+    def _reject(self, lines: Lines, found: list[tuple[int, int | None, str]], first_row: int,
+                bad: np.ndarray, rejects: list[Reject]) -> None:
+        """Reject lines ``(position, column or None, reason)``, quoting each line."""
+        if not found:
+            return
+        found.sort(key=itemgetter(0))
+        ks = np.array([k for k, _, _ in found], dtype=np.int64)
+        names = self.layout.names if self.layout.header else None
+        for (k, column, reason), line, text in zip(
+                found, lines.numbers[ks].tolist(), lines.texts(ks, SHOWN_CHARS), strict=True):
+            name = names[column] if names is not None and column is not None else None
+            rejects.append(Reject(first_row + k, line, None if column is None else column + 1,
+                                  name, reason, text))
+        bad[ks] = True
+
+    def _parse_good(self, lines: Lines, idx: np.ndarray, first_row: int,
+                    good: list[tuple[np.ndarray, pa.Table]], rejects: list[Reject]) -> None:
+        """Parse the lines at ``idx`` as a clean block is parsed; should the parser still
+        refuse some, halve until they stand alone."""
+        if not len(idx):
+            return
+        table = self._try_parse(lines.take(idx))
+        if table is not None and table.num_rows == len(idx) and self._clean(table):
+            good.append((idx, table))
+            return
+        if len(idx) == 1:
+            rejects.append(self._diagnose_alone(lines, int(idx[0]), first_row))
+            return
+        half = len(idx) // 2
+        self._parse_good(lines, idx[:half], first_row, good, rejects)
+        self._parse_good(lines, idx[half:], first_row, good, rejects)
+
+    def _try_line(self, lines: Lines, k: int) -> pa.Table | None:
+        table = self._try_parse(lines.line(k))
+        if table is not None and table.num_rows == 1 and self._clean(table):
+            return table
+        return None
+
+    def _diagnose_alone(self, lines: Lines, k: int, first_row: int) -> Reject:
+        return diagnose_line(self.layout, first_row + k, int(lines.numbers[k]), lines.line(k))
 
     def _try_parse(self, data: bytes) -> pa.Table | None:
         if BOM in data:  # pyarrow skips a BOM that starts a buffer: a lone line would pass

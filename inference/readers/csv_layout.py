@@ -76,11 +76,12 @@ def _complete_lines(ahead: bytes, n: int = SAMPLE_LINES + 1) -> list[bytes]:
     return complete[:n]
 
 
-def sniff_layout(ahead: bytes, options: ReadOptions, display: str) -> Layout:
-    """The layout of a file whose first bytes (byte-order mark removed) are ``ahead``.
+def sniff_layout(ahead: bytes, options: ReadOptions, display: str, line: int = 1) -> Layout:
+    """The layout of a file whose first non-blank line, numbered ``line``, starts ``ahead``
+    (the byte-order mark and blank lines before it already removed).
 
-    The first non-blank line is a header when one of its fields is not a number, unless
-    ``options.header`` says otherwise.
+    Whether that line is a header is decided by :func:`header_verdict`, unless
+    ``options.header`` says.
     """
     lines = _complete_lines(ahead)
     first = next((ln for ln in lines if ln.strip()), b"")
@@ -88,11 +89,11 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str) -> Layout:
         first.decode("utf-8")
     except UnicodeDecodeError:
         raise InputDataError(
-            f"{display}: line 1 is not valid UTF-8 text; save the file as UTF-8"
+            f"{display}: line {line} is not valid UTF-8 text; save the file as UTF-8"
         ) from None
     if b"\r" in first.rstrip(b"\r"):
         raise InputDataError(
-            f"{display}: line 1 holds a carriage return inside it: the file seems to "
+            f"{display}: line {line} holds a carriage return inside it: the file seems to "
             "end its lines with CR alone; save it with LF or CRLF line endings"
         )
     if options.delimiter is None:
@@ -101,14 +102,24 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str) -> Layout:
         delim, ws = DELIMITERS[options.delimiter], options.delimiter == "whitespace"
     if b"\n" not in ahead and len(ahead) >= SNIFF_BYTES:
         raise InputDataError(
-            f"{display}: line 1 is longer than {SNIFF_BYTES} bytes; "
+            f"{display}: line {line} is longer than {SNIFF_BYTES} bytes; "
             "this is not a file of 64-feature rows"
         )
     fields = split_fields(first, delim, ws)
+    n_cols = len(fields)
     header = options.header
     if header is None:
-        header = any(not is_number(f) for f in fields if f.strip())
-    n_cols = len(fields)
+        header = header_verdict(fields, options)
+    if header is None:
+        given = {_index(spec, n_cols) for spec in (options.id_column, options.label_column)
+                 if spec is not None}
+        n_features = n_cols - len(given)
+        if None not in given and n_features != N_FEATURES:
+            raise _width_error(display, line, n_features, n_cols)  # wrong either way: say why
+        raise InputDataError(
+            f"{display}: line {line}: cannot tell whether it is a header or data: "
+            f"{_ambiguity(fields, options)}; pass --header or --no-header"
+        )
     names = [f.strip() for f in fields] if header else [f"column {i + 1}" for i in
                                                           range(n_cols)]
     id_idx = label_idx = None
@@ -121,11 +132,80 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str) -> Layout:
     extra = {i for i in (id_idx, label_idx) if i is not None}
     feature_idx = [i for i in range(n_cols) if i not in extra]
     if len(feature_idx) != N_FEATURES:
-        hint = ""
-        if len(feature_idx) > N_FEATURES:
-            hint = "; name the extra columns with --id-column and --label-column"
-        raise InputDataError(
-            f"{display}: line 1: expected {N_FEATURES} feature columns, found "
-            f"{len(feature_idx)} ({n_cols} columns in all){hint}"
-        )
+        raise _width_error(display, line, len(feature_idx), n_cols)
     return Layout(delim, ws, header, names, feature_idx, id_idx, label_idx)
+
+
+def _width_error(display: str, line: int, n_features: int, n_cols: int) -> InputDataError:
+    hint = ""
+    if n_features > N_FEATURES:
+        hint = "; name the extra columns with --id-column and --label-column"
+    return InputDataError(
+        f"{display}: line {line}: expected {N_FEATURES} feature columns, found "
+        f"{n_features} ({n_cols} columns in all){hint}"
+    )
+
+
+def _index(spec: str | int | None, n_cols: int) -> int | None:
+    """The column an ``--id-column``/``--label-column`` given as an index points at."""
+    if isinstance(spec, int) and -n_cols <= spec < n_cols:
+        return spec % n_cols
+    return None
+
+
+def _is_word(field: str) -> bool:
+    return bool(field.strip()) and not is_number(field)
+
+
+def _counted(fields: list[str], options: ReadOptions) -> list[int]:
+    """The columns that must hold numbers in a data row: all but those given by index as
+    the id or label column (an id may be anything)."""
+    skip = {_index(spec, len(fields)) for spec in (options.id_column, options.label_column)}
+    return [i for i in range(len(fields)) if i not in skip]
+
+
+def header_verdict(fields: list[str], options: ReadOptions) -> bool | None:
+    """Whether a first line is a header (True), data (False), or cannot be told (None).
+
+    A header must be a line that cannot be data, so that no data row is ever dropped and no
+    header ever scored:
+
+    - a line naming the ``--id-column`` or ``--label-column`` given by name is a header;
+    - a line whose numbers are exactly the column indexes, ``0, 1, ..., 63`` or
+      ``1, 2, ..., 64`` in order (what pandas writes for an unnamed frame), is a header,
+      whatever else it holds (an id or label name, an empty index name); pixel values stop
+      at 16, so no data row looks like this;
+    - a line of numbers only (empty cells aside) is data;
+    - a line where most fields (more than half) are not numbers is a header;
+    - anything else, a line of numbers with a few words, is ambiguous: one mistyped cell
+      (``O`` for ``0``) must not turn a row into a header, nor a header with numeric names
+      into a row.
+
+    The id and label columns given by index are left out of the count (an id may be a word).
+    """
+    names = {spec for spec in (options.id_column, options.label_column) if isinstance(spec, str)}
+    if names & {f.strip() for f in fields}:
+        return True
+    counted = [fields[i] for i in _counted(fields, options)]
+    numbers = [f.strip() for f in counted if f.strip() and not _is_word(f)]
+    if len(numbers) >= N_FEATURES and all(n.isascii() and n.isdigit() for n in numbers):
+        start = int(numbers[0])
+        if start in (0, 1) and [int(n) for n in numbers] == list(
+                range(start, start + len(numbers))):
+            return True
+    words = sum(_is_word(f) for f in counted)
+    if words == 0:
+        return False
+    if 2 * words > len(counted):
+        return True
+    return None
+
+
+def _ambiguity(fields: list[str], options: ReadOptions) -> str:
+    """What makes a first line ambiguous, for the message: how many numbers, which words."""
+    counted = _counted(fields, options)
+    words = [i for i in counted if _is_word(fields[i])]
+    shown = ", ".join(f"{fields[i].strip()[:20]!r} in column {i + 1}" for i in words[:3])
+    more = ", ..." if len(words) > 3 else ""
+    n_numbers = sum(1 for i in counted if fields[i].strip() and not _is_word(fields[i]))
+    return f"{n_numbers} of its fields are numbers and {len(words)} not ({shown}{more})"
