@@ -17,7 +17,6 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from . import errors
@@ -42,10 +41,9 @@ subcommand:
 
 
 def _version() -> str:
-    try:
-        return version("digits-onnx")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
+    from digits_onnx import __version__
+
+    return __version__
 
 
 def _choices(names: tuple[str, ...]) -> str:
