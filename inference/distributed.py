@@ -229,7 +229,7 @@ def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: Scor
 
 
 def join_parts(sha256: str, src: str, dst: str, options: ScoreOptions,
-               before: tuple[int, int] | None, parts: list[PartResult],
+               before: StatKey | None, parts: list[PartResult],
                started: float, run_id: str) -> FileSummary:
     """Write the file's output from its parts, in order, as the local engine would have."""
     try:

@@ -142,7 +142,9 @@ def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
         try:
             if out is None:
                 sink = stream_sink(dst)
-            writer = open_writer(fmt, out.tmp if out is not None else sink, schema)
+                writer = open_writer(fmt, sink, schema)
+            else:
+                writer = open_writer(fmt, out.tmp, schema)
         except OSError as exc:  # the header is written at once: a full disk shows here
             raise write_error(dst, exc) from None
         tally = fill(writer)

@@ -96,9 +96,11 @@ def remove_state(dst: Path) -> None:
 def up_to_date(src: str, dst: Path, model_sha256: str,
                fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     """The recorded state when ``dst`` already holds ``src`` scored by this model with these
-    options, else None. The input's sha256 is computed only when its mtime differs."""
+    options, else None. The input's sha256 is computed only when its identity differs."""
     key = stat_key(src)
-    state = read_state(dst) if key is not None else None
+    if key is None:
+        return None
+    state = read_state(dst)
     if not state or state.get("schema") != STATE_SCHEMA or not dst.exists():
         return None
     if state.get("model_sha256") != model_sha256 or state.get("options") != fingerprint:
