@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DigitsError, InternalError, write_error
-from .fsio import is_special, output_lock, remove_leftovers, write_atomic_bytes
+from .fsio import (
+    fsync_directory,
+    is_special,
+    output_lock,
+    remove_leftovers,
+    write_atomic_bytes,
+)
 from .model import Model
 from .options import ScoreOptions, check_run
 from .pipeline import score_one
@@ -80,8 +86,11 @@ def score_files(inputs: list[str], *, output: str | None = None,
     plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports)
     summary = BatchSummary(files=[], model_sha256=model.sha256)
     bar = _progress_bar(plan.files, progress)
+    synced: set[Path] = set()
     with contextlib.ExitStack() as stack:
         hold_outputs(stack, plan.pairs, out_dir)
+        # The directories' fsyncs, once each before the locks are released: group commit.
+        stack.callback(lambda: [fsync_directory(folder) for folder in sorted(synced)])
         for src, dst in plan.pairs:
             done = [0]
 
@@ -91,7 +100,8 @@ def score_files(inputs: list[str], *, output: str | None = None,
                     done[0] = consumed
 
             try:
-                result = score_one(src, dst, model, plan.options, force=force, progress=advance)
+                result = score_one(src, dst, model, plan.options, force=force, progress=advance,
+                                   synced_dirs=synced)
             except DigitsError as exc:
                 result = failed_summary(src, exc)
             except Exception as exc:  # a bug: this file fails, the others are still scored

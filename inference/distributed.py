@@ -50,6 +50,7 @@ from .model import Model
 from .options import DEFAULT_PART_BYTES, ScoreOptions, local_workers
 from .pipeline import (
     abandon,
+    check_source_options,
     finish_file,
     recorded_summary,
     remove_unit,
@@ -391,6 +392,7 @@ def _submit(client: Any, src: str, dst: str, model: Model, options: ScoreOptions
             raise MissingInputError(f"{src}: no such file")
         if same_file(src, Path(dst)):
             raise OutputError(f"{dst}: the output would overwrite its own input")
+        check_source_options(src, options)
         cuts = _cuts(src, options, part_bytes)
         if cuts is not None and not force:
             plan.result = skipped_summary(src, Path(dst), model, options,

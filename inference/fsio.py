@@ -49,8 +49,12 @@ class AtomicFile:
         os.close(fd)
         self.tmp = Path(tmp)
 
-    def commit(self) -> None:
-        """Make the finished temporary file durable, then rename it over ``dst``."""
+    def commit(self, *, sync_dir: bool = True) -> None:
+        """Make the finished temporary file durable, then rename it over ``dst``.
+
+        ``sync_dir=False`` leaves the directory's fsync (which makes the rename itself
+        durable) to the caller, who syncs each directory once for many renames.
+        """
         try:
             fd = os.open(self.tmp, os.O_RDONLY)
             try:
@@ -61,7 +65,8 @@ class AtomicFile:
         except OSError as exc:
             self.discard()
             raise WriteError(f"{self.dst}: cannot finish writing ({exc.strerror})") from None
-        fsync_directory(self.dst.parent)
+        if sync_dir:
+            fsync_directory(self.dst.parent)
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -91,6 +96,23 @@ def write_atomic_bytes(dst: Path, data: bytes) -> None:
         out.discard()
         raise WriteError(f"{dst}: cannot write ({exc.strerror})") from None
     out.commit()
+
+
+def write_bookkeeping(dst: Path, data: bytes) -> None:
+    """Write a bookkeeping file (an up-to-date record): to a temporary name of this process,
+    then renamed, but not fsynced. A kill leaves the old file or the new one; a power cut may
+    lose it, which only means scoring that input again."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WriteError(f"{dst}: cannot write ({exc.strerror})") from None
 
 
 def is_special(path: str | Path) -> bool:

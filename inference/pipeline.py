@@ -67,13 +67,14 @@ Progress = Callable[[int], None]
 
 def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force: bool = False,
               rejects_path: str | Path | None = None, progress: Progress | None = None,
-              run_id: str | None = None) -> FileSummary:
+              run_id: str | None = None, synced_dirs: set[Path] | None = None) -> FileSummary:
     """Score one input into ``dst`` (``-`` for stdout), or skip it when ``dst`` is up to date.
 
     Raises the library's errors when the file fails; then nothing of this input stays under
     its final names (an earlier output, reject report and record are removed, and the error's
     ``removed`` lists them). The caller holds the output directory's lock. ``run_id`` names
-    the run (a cluster task that Dask runs twice must report the same file the same way).
+    the run (a cluster task that Dask runs twice must report the same file the same way);
+    ``synced_dirs``: see :func:`commit_unit`.
     """
     started = time.perf_counter()
     streamed = is_stream(dst)
@@ -87,10 +88,7 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
         skipped = skipped_summary(src, Path(dst), model, options, started, run_id)
         if skipped is not None:
             return skipped
-    if (options.read.id_column is not None or options.read.label_column is not None) and (
-            detect_format(src, options.read.input_format) == "npy"):
-        raise UsageError(f"{src}: an NPY file holds only the 64 features; --id-column and "
-                         "--label-column name columns of CSV or Parquet inputs")
+    check_source_options(src, options)
     rejects_at = Path(rejects_path) if rejects_path else rejects_path_for(src, dst)
     try:
         before = stat_key(src)
@@ -101,13 +99,14 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
             unit = write_output(
                 src, dst, fmt, output_schema(source.id_name, options.proba),
                 lambda writer: score_stream(source, model, options, writer, dst, progress,
-                                            on_rejects=report.add),
+                                            on_rejects=report.add,
+                                            read_ahead=_larger_than_a_block(src, options)),
                 report, before=before, display=source.display, digest=source.digest,
                 expected_rows=getattr(source, "n_rows", None))
         finally:
             source.close()
         return finish_file(FileSummary(input=src, output=dst), unit, src, dst, before,
-                           model.sha256, options, started, run_id)
+                           model.sha256, options, started, run_id, synced_dirs)
     except (InputDataError, ReadError, WriteError, ModelError) as exc:
         exc.removed = remove_unit(dst, rejects_at)
         raise
@@ -122,6 +121,14 @@ class Unit:
     digest: str | None
     out: AtomicFile | None
     report: RejectReport
+
+
+def check_source_options(src: str, options: ScoreOptions) -> None:
+    """Refuse options that cannot apply to this input (rather than ignore them)."""
+    if (options.read.id_column is not None or options.read.label_column is not None) and (
+            detect_format(src, options.read.input_format) == "npy"):
+        raise UsageError(f"{src}: an NPY file holds only the 64 features; --id-column and "
+                         "--label-column name columns of CSV or Parquet inputs")
 
 
 def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
@@ -195,12 +202,17 @@ def abandon(writer: Writer | None, out: AtomicFile | None,
         report.discard()
 
 
-def commit_unit(dst: str, unit: Unit, record: Callable[[], None]) -> None:
+def commit_unit(dst: str, unit: Unit, record: Callable[[], None],
+                synced_dirs: set[Path] | None = None) -> None:
     """Put an output, its reject report and its record under their final names, in an order
     that never shows a new output beside an old report, nor a record for a file it does not
     describe: old record and old report go first, then the output, the new report, and the
     record last. A kill in between leaves an output without a record, which a rerun redoes.
+
+    With ``synced_dirs``, the directories' fsyncs are left to the caller (once per directory
+    for a whole run: group commit); the directories are added to the set.
     """
+    sync_dir = synced_dirs is None
     try:
         if unit.out is not None:
             remove_state(Path(dst))
@@ -208,10 +220,12 @@ def commit_unit(dst: str, unit: Unit, record: Callable[[], None]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(unit.report.path)
         if unit.out is not None:
-            unit.out.commit()
-        unit.report.commit()
+            unit.out.commit(sync_dir=sync_dir)
+        unit.report.commit(sync_dir=sync_dir)
         if unit.out is not None:
             record()
+        if synced_dirs is not None:
+            synced_dirs.update({Path(dst).parent, unit.report.path.parent})
     except BaseException:
         unit.report.discard()
         if unit.out is not None:
@@ -237,6 +251,15 @@ def remove_unit(dst: str, rejects_at: Path) -> tuple[str, ...]:
     return tuple(removed)
 
 
+def _larger_than_a_block(src: str, options: ScoreOptions) -> bool:
+    """Whether reading ahead can pay: stdin and pipes, or a file of more than one block."""
+    try:
+        return src == STDIN or not os.path.isfile(src) or (
+            os.path.getsize(src) > options.read.chunk_bytes)
+    except OSError:
+        return True
+
+
 def prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
     """Parse the next batch on a thread while the caller scores and writes this one."""
     with ThreadPoolExecutor(1, thread_name_prefix="digits-read") as reader:
@@ -249,18 +272,20 @@ def prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
 def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Writer,
                  dst: str, progress: Progress | None = None, *,
                  on_rejects: Callable[[list[Reject]], None] | None = None,
-                 fail_fast: bool = True) -> Tally:
+                 fail_fast: bool = True, read_ahead: bool = True) -> Tally:
     """Score every batch of ``source`` into ``writer``: the loop the local engine and each
     part of a split file on a cluster share.
 
     Rejects go to ``on_rejects`` as they are found (a reject report), else into the tally.
     With ``--on-error fail`` the first reject raises InputDataError; with ``fail_fast=False``
     (a part, whose line numbers are not final yet) it stops and leaves the rejects to report.
+    ``read_ahead`` parses the next batch on a thread (worth it for inputs of many batches).
     """
     tally = Tally()
     has_truth = options.read.label_column is not None
     schema = output_schema(source.id_name, options.proba)
-    for batch in prefetch(source.batches()):
+    batches = source.batches()
+    for batch in prefetch(batches) if read_ahead else batches:
         batch.feature_columns = source.feature_columns
         batch.column_names = source.column_names
         range_check(batch, options.strict, tally)
@@ -342,7 +367,8 @@ def check_accounting(display: str, tally: Tally, written: int,
 
 def finish_file(summary: FileSummary, unit: Unit, src: str, dst: str,
                 before: StatKey | None, model_sha256: str, options: ScoreOptions,
-                started: float, run_id: str | None = None) -> FileSummary:
+                started: float, run_id: str | None = None,
+                synced_dirs: set[Path] | None = None) -> FileSummary:
     """Fill the file's summary and commit its unit: output, reject report, record."""
     tally = unit.tally
     summary.rows, summary.scored = tally.rows, tally.scored
@@ -355,7 +381,7 @@ def finish_file(summary: FileSummary, unit: Unit, src: str, dst: str,
     summary.seconds = time.perf_counter() - started
     commit_unit(dst, unit, lambda: write_state(
         src, Path(dst), before, unit.digest, model_sha256, options.fingerprint(),
-        asdict(summary), run_id))
+        asdict(summary), run_id), synced_dirs)
     return summary
 
 

@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .fsio import BOOKKEEPING, read_small_file, write_atomic_bytes
+from .fsio import BOOKKEEPING, read_small_file, write_bookkeeping
 from .readers import STDIN
 
 STATE_SCHEMA = 2
@@ -130,4 +130,4 @@ def write_state(src: str, dst: Path, before: StatKey | None, digest: str | None,
         "run_id": run_id,
         "summary": {k: v for k, v in summary.items() if k not in ("input", "output")},
     }
-    write_atomic_bytes(state_path_for(dst), json.dumps(state, indent=1).encode())
+    write_bookkeeping(state_path_for(dst), json.dumps(state, indent=1).encode())

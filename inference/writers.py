@@ -322,11 +322,11 @@ class RejectReport:
             raise write_error(self.path, exc) from None
         self.count += len(rejects)
 
-    def commit(self) -> None:
+    def commit(self, *, sync_dir: bool = True) -> None:
         """Put the report under its final name (when there was any reject)."""
         if self._out is not None and self._fh is not None:
             self._fh.close()
-            self._out.commit()
+            self._out.commit(sync_dir=sync_dir)
             self._out = None
 
     def discard(self) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import distributed
@@ -121,16 +122,25 @@ def _comparable(summary) -> dict:
 
 
 def _run_both(inputs: Path, tmp_path: Path, scheduler, **kw):
+    """Score the inputs on both engines: the CSVs with their id and label columns, the NPY
+    files (which hold only features) without."""
     model = Model.load()
-    srcs = sorted(str(p) for p in inputs.iterdir() if p.suffix in (".csv", ".npy"))
+    csvs = sorted(str(p) for p in inputs.iterdir() if p.suffix == ".csv")
+    npys = sorted(str(p) for p in inputs.iterdir() if p.suffix == ".npy")
     local_dir, cluster_dir = tmp_path / "local", tmp_path / "cluster"
     local_dir.mkdir()
     cluster_dir.mkdir()
     options = kw.pop("options", _options(on_error="skip"))
-    local = score_files(srcs, out_dir=local_dir, model=model, options=options, **kw)
-    remote = score_files(srcs, out_dir=cluster_dir, model=model, options=options,
-                         scheduler=scheduler, part_bytes=PART_BYTES, **kw)
-    return local, remote, local_dir, cluster_dir
+    features_only = replace(options, read=ReadOptions())
+    runs = []
+    for out, extra in ((local_dir, {}), (cluster_dir, {"scheduler": scheduler,
+                                                       "part_bytes": PART_BYTES})):
+        first = score_files(csvs, out_dir=out, model=model, options=options, **extra, **kw)
+        second = score_files(npys, out_dir=out, model=model, options=features_only, **extra,
+                             **kw)
+        first.files += second.files
+        runs.append(first)
+    return runs[0], runs[1], local_dir, cluster_dir
 
 
 @pytest.mark.parametrize("output_format", ["csv", "parquet", "jsonl"])
@@ -158,21 +168,27 @@ def test_a_bad_row_fails_its_file_with_the_local_message(inputs, cluster, tmp_pa
 
 def test_rerun_skips_up_to_date_outputs(inputs, cluster, tmp_path):
     _, remote, _, cluster_dir = _run_both(inputs, tmp_path, cluster)
-    again = score_files(sorted(str(p) for p in inputs.iterdir()), out_dir=cluster_dir,
-                        options=_options(on_error="skip"), scheduler=cluster,
-                        part_bytes=PART_BYTES)
-    assert [f.status for f in again.files] == ["skipped"] * len(remote.files)
+    statuses = []
+    for suffix, options in ((".csv", _options(on_error="skip")),
+                            (".npy", ScoreOptions(on_error="skip"))):
+        again = score_files(sorted(str(p) for p in inputs.iterdir() if p.suffix == suffix),
+                            out_dir=cluster_dir, options=options, scheduler=cluster,
+                            part_bytes=PART_BYTES)
+        statuses += [f.status for f in again.files]
+    assert statuses == ["skipped"] * len(remote.files)
 
 
 def test_cli_scheduler_flag(inputs, cluster, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    code = main([str(inputs / "wide.npy"), str(inputs / "batch1.csv"), "--out-dir", str(out),
-                 "--scheduler", cluster, "--part-size", "1", "--id-column", "id",
-                 "--label-column", "label"])
-    assert code == 0, capsys.readouterr().err
+    code = main([str(inputs / "wide.npy"), "--out-dir", str(out), "--scheduler", cluster,
+                 "--part-size", "1"])
     err = capsys.readouterr().err
+    assert code == 0, err
     assert "wide.npy" in err and "20000 rows" in err
+    code = main([str(inputs / "batch1.csv"), "--out-dir", str(out), "--scheduler", cluster,
+                 "--part-size", "1", "--id-column", "id", "--label-column", "label"])
+    assert code == 0, capsys.readouterr().err
     assert sorted(_files(out)) == ["batch1.pred.csv", "wide.pred.csv"]
 
 
@@ -273,7 +289,8 @@ def test_without_dask_the_flag_is_a_usage_error(tmp_path):
                           timeout=120, check=False)
     assert proc.returncode == 2
     assert proc.stderr == ("digits-score: error: --scheduler needs Dask: "
-                           "pip install 'digits-onnx[dask]' (dask[distributed])\n")
+                           "pip install 'digits-onnx[dask]' (from a checkout: "
+                           "pip install -e '.[dask]')\n")
     assert not (tmp_path / "o.csv").exists()
 
 

@@ -1,0 +1,123 @@
+"""Many small files: digits-score against the loop anyone writes in five minutes.
+
+    python bench/bench_many.py [--files 500] [--rows 100] [--repeat 5] [--before DIR]
+
+Contenders, each a fresh process scoring every file into a fresh output directory, cold
+(imports included), interleaved and repeated, medians reported:
+
+  digits-score     digits-score DIR --out-dir OUT
+  (p) pandas loop  for each file: pandas.read_csv -> onnxruntime -> DataFrame.to_csv
+  before           an earlier checkout's digits-score (``--before DIR``, a git worktree)
+
+Also 16 files of 100,000 rows against the same 1.6M rows in one file (digits-score both).
+The issue's goals: many small files at most 0.5x the pandas loop; 16 files at most 1.1x of
+one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_scoring import before_command  # noqa: E402
+from make_data import sample_rows, write_csv  # noqa: E402
+
+PY = sys.executable
+SCORE = [PY, "-m", "digits_onnx.inference"]
+PANDAS_LOOP = """
+import sys, pathlib
+import numpy as np, onnxruntime as ort, pandas as pd
+from digits_onnx.inference import bundled_model_path
+session = ort.InferenceSession(str(bundled_model_path()), providers=["CPUExecutionProvider"])
+out = pathlib.Path(sys.argv[2])
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.csv")):
+    X = pd.read_csv(path).to_numpy(dtype=np.float32)
+    label, proba = session.run(None, {"X": X})
+    frame = pd.DataFrame({"label": label, "confidence": proba.max(axis=1)})
+    frame.to_csv(out / (path.stem + ".pred.csv"), index_label="row")
+"""
+
+
+def make_files(folder: Path, files: int, rows: int, seed: int) -> Path:
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for i in range(files):
+            write_csv(sample_rows(rows, seed=seed + i), folder / f"f{i:04d}.csv")
+    return folder
+
+
+def timed(cmd: list[str], out: Path, env: dict[str, str] | None = None) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def measure(contenders: dict[str, tuple[list[str], dict[str, str] | None]], out: Path,
+            repeat: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeat):
+        for name, (cmd, env) in contenders.items():
+            times[name].append(timed([*cmd, str(out)], out, env))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=500)
+    parser.add_argument("--rows", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--before", type=Path, metavar="DIR")
+    args = parser.parse_args(argv)
+    data = HERE / "data"
+    small = make_files(data / f"many_{args.files}x{args.rows}", args.files, args.rows, 500)
+    out = Path(tempfile.mkdtemp(prefix="digits-many-"))
+    contenders = {
+        "digits-score": ([*SCORE, str(small), "-q", "--out-dir"], None),
+        "(p) pandas loop": ([PY, "-c", PANDAS_LOOP, str(small)], None),
+    }
+    if args.before is not None:
+        old, env = before_command(args.before)
+        contenders["before"] = ([*old, str(small), "-q", "--out-dir"], env)
+    median = measure(contenders, out / "o", args.repeat)
+    print(f"{args.files} CSV files x {args.rows} rows, cold, fresh out-dir, median of "
+          f"{args.repeat}")
+    for name, value in median.items():
+        print(f"  {name:<18} {value:7.3f} s   ({value / args.files * 1000:.2f} ms a file)")
+    ours, pandas = median["digits-score"], median["(p) pandas loop"]
+    print(f"  ours / (p)         {ours / pandas:6.2f}x   (goal <= 0.5x)")
+    if "before" in median:
+        print(f"  ours / before      {ours / median['before']:6.2f}x")
+
+    many = make_files(data / "many_16x100000", 16, 100_000, 900)
+    one = data / "one_1600000.csv"
+    if not one.exists():
+        with open(one, "wb") as fh:
+            for i, path in enumerate(sorted(many.glob("*.csv"))):
+                with open(path, "rb") as part:
+                    if i:
+                        part.readline()
+                    shutil.copyfileobj(part, fh)
+    split = measure({
+        "16 files": ([*SCORE, str(many), "-q", "--out-dir"], None),
+        "one file": ([*SCORE, str(one), "-q", "--out-dir"], None),
+    }, out / "o", max(3, args.repeat // 2))
+    print("\n16 files x 100,000 rows vs the same 1.6M rows in one file (digits-score)")
+    for name, value in split.items():
+        print(f"  {name:<18} {value:7.3f} s")
+    print(f"  16 files / one     {split['16 files'] / split['one file']:6.2f}x   (goal <= 1.1x)")
+    shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
