@@ -38,3 +38,16 @@ def test_readme_main_command_scores_the_sample(tmp_path):
     assert "360 rows, 0 rejected" in proc.stderr and "accuracy 0.9722 (350/360)" in proc.stderr
     lines = (tmp_path / "predictions.csv").read_text().splitlines()
     assert lines[0] == "id,label,confidence" and len(lines) == 361
+
+
+def test_the_quick_start_leaves_the_checkout_clean(tmp_path):
+    """What the main command writes in a checkout (its output and the bookkeeping folder)
+    is ignored by git, so a new user's `git status` stays clean."""
+    if not (REPO / ".git").exists():
+        return  # an unpacked source tree: nothing to keep clean
+    written = [tmp_path / "predictions.csv", tmp_path / ".digits-score" / "lock"]
+    for path in written:
+        relative = path.relative_to(tmp_path)
+        proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(relative)],
+                              cwd=REPO, check=False)
+        assert proc.returncode == 0, f"{relative} is not ignored by .gitignore"
