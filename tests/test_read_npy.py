@@ -155,3 +155,79 @@ def test_every_header_version_reads(tmp_path, digits_rows, version):
     got, rejects = read_all(path)
     assert not rejects
     np.testing.assert_array_equal(got, digits_rows[:5].astype(np.float32))
+
+
+# -- the format from the content, and streams given as paths -------------------------------
+
+@pytest.mark.parametrize("name", ["x.dat", "x", "x.data", "x.tra"])
+def test_an_npy_file_with_any_extension_is_read_by_its_magic(tmp_path, digits_rows, name):
+    from digits_onnx.inference.readers import detect_format
+
+    path = tmp_path / name
+    path.write_bytes(saved(digits_rows[:7]))
+    assert detect_format(str(path)) == "npy"
+    got, rejects = read_all(path)
+    assert not rejects
+    np.testing.assert_array_equal(got, digits_rows[:7].astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["pipe.npy", "pipe", "pipe.dat"])
+def test_an_npy_file_through_a_named_pipe_is_spooled(tmp_path, digits_rows, name):
+    """A FIFO cannot be read with pread: it is copied to a temporary file first."""
+    import os
+    import threading
+
+    path = tmp_path / name
+    os.mkfifo(path)
+    data = saved(np.tile(digits_rows, (20, 1)))
+    thread = threading.Thread(target=lambda: path.write_bytes(data), daemon=True)
+    thread.start()
+    source = open_source(str(path), ReadOptions(chunk_rows=999))
+    try:
+        got = np.concatenate([b.X for b in source.batches()])
+        digest = source.digest()
+    finally:
+        source.close()
+    thread.join(5)
+    np.testing.assert_array_equal(got, np.tile(digits_rows, (20, 1)).astype(np.float32))
+    import hashlib
+
+    assert digest == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("path", ["/dev/stdin", "-"])
+def test_an_npy_file_on_stdin_is_recognised_and_spooled(tmp_path, digits_rows, path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.csv"
+    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", path, "-o", str(out),
+                           "-q"], input=saved(digits_rows[:40]), capture_output=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 41
+
+
+def test_a_stream_of_bad_npy_bytes_fails_like_a_file(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", "-", "-o",
+                           str(tmp_path / "o.csv")], input=b"\x93NUMPY\x01\x00\xff\x00{'d",
+                          capture_output=True, timeout=120, check=False)
+    assert (proc.returncode, proc.stderr.decode()) == (
+        65, "digits-score: error: <stdin>: the NPY header is truncated\n")
+
+
+@pytest.mark.parametrize("option", [{"id_column": 0}, {"label_column": "label"}])
+def test_column_options_cannot_apply_to_an_npy_input_however_it_arrives(tmp_path, digits_rows,
+                                                                        option):
+    """Silently ignored before; the format of a stream is known only once it is read."""
+    from digits_onnx.inference import UsageError
+
+    path = tmp_path / "x.dat"
+    path.write_bytes(saved(digits_rows[:3]))
+    with pytest.raises(UsageError, match=r"x.dat: an NPY file holds only the 64 features; "
+                                         r"--id-column and --label-column name columns of CSV "
+                                         r"or Parquet inputs"):
+        open_source(str(path), ReadOptions(**option))

@@ -11,6 +11,7 @@ import importlib
 import io
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from dataclasses import replace
@@ -20,8 +21,11 @@ from typing import TYPE_CHECKING, BinaryIO
 from ..errors import MissingInputError, UsageError, read_error
 from ..formats import INPUT_FORMATS, input_format_of
 from .read_options import DELIMITER_NAMES, ReadOptions
+from .sniff import HEAD_BYTES, MAGIC, sniff_format
 
 if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
     from .base import Batch, Reject, Source
 
 __all__ = [
@@ -36,51 +40,83 @@ STDIN = "-"
 FORMATS = INPUT_FORMATS
 
 
-def detect_format(path: str, given: str | None = None) -> str:
-    """The input format, from ``--input-format`` (checked by ReadOptions) or else the file's
-    extension."""
+def detect_format(path: str, given: str | None = None, *, head: bytes | None = None) -> str:
+    """The input format: ``--input-format`` (checked by ReadOptions), else the file name's
+    extension, else the content.
+
+    The content is the file's first bytes: ``head`` when the caller has read them, else this
+    reads them from a regular file. NPY, Parquet and gzip are recognised by their magic
+    bytes, anything else must be delimited text (rows cut by one delimiter); a UsageError
+    says a file is none of these (directory scans take that as "not an input"). A stream
+    (``-``, a pipe, a terminal) is never read here: that would consume it. It is CSV unless
+    :func:`open_source`, which reads it, finds magic bytes at its start.
+    """
     if given is not None:
         return given
-    if path == STDIN:
-        return "csv"
-    fmt = input_format_of(Path(path).name)
+    if path != STDIN:
+        fmt = input_format_of(Path(path).name)
+        if fmt is not None:
+            return fmt
+    stream = path == STDIN or _is_stream(path)
+    if head is None:
+        if stream:
+            return "csv"
+        head, complete = _read_head(path)
+    else:
+        complete = len(head) < HEAD_BYTES
+    fmt = sniff_format(head, complete=complete, stream=stream)
     if fmt is not None:
         return fmt
+    what = "it is empty" if not head else "it is not NPY, Parquet, gzip or delimited text"
     raise UsageError(
-        f"{path}: cannot tell the format from the extension; use --input-format "
-        f"({', '.join(FORMATS)})"
+        f"{path}: cannot tell the format from the extension or the content ({what}); use "
+        f"--input-format ({', '.join(FORMATS)})"
     )
 
 
+def _is_stream(path: str) -> bool:
+    """True for what can be read only once: a pipe, a terminal, a socket (not a file)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
+def _read_head(path: str) -> tuple[bytes, bool]:
+    """The first HEAD_BYTES of a regular file, and whether they are the whole file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it to tell its format "
+                         f"({exc.strerror or exc})") from None
+    return head[:HEAD_BYTES], len(head) <= HEAD_BYTES
+
+
 def open_source(path: str, options: ReadOptions | None = None) -> Source:
-    """Open one input (a path, or ``-`` for stdin) for reading in batches."""
+    """Open one input (a path, or ``-`` for stdin) for reading in batches.
+
+    A regular file is read where it lies. A stream (stdin, a named pipe, ``/dev/stdin``) is
+    read once, as it comes: its first bytes decide its format when neither the option nor
+    the extension does, CSV is parsed as it arrives, and NPY and Parquet, which need random
+    access, are copied to an anonymous temporary file first.
+    """
     from .csv import CsvSource
     from .npy import NpySource
     from .parquet import ParquetSource
 
     options = options or ReadOptions()
-    fmt = detect_format(path, options.input_format)
-    if fmt.startswith("tsv") and options.delimiter is None:
-        options = replace(options, delimiter="\t")
     display = "<stdin>" if path == STDIN else path
-    stream: io.BufferedIOBase
-    if path == STDIN:
-        stdin = sys.stdin.buffer
-        if fmt in ("npy", "parquet") or not isinstance(stdin, io.BufferedIOBase):
-            # Random access, or a replaced sys.stdin that cannot read into buffers.
-            stream = _spool(stdin)
-        else:
-            stream = stdin
-    else:
-        try:
-            stream = open(path, "rb")  # noqa: SIM115 - owned by the Source, closed by it
-        except FileNotFoundError:
-            raise MissingInputError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise MissingInputError(f"{path}: is a directory") from None
-        except PermissionError:
-            raise MissingInputError(f"{path}: permission denied") from None
+    stream = _open(path)
+    fmt = ""
     try:
+        fmt, stream = _format_of(path, stream, options.input_format)
+        if fmt.startswith("tsv") and options.delimiter is None:
+            options = replace(options, delimiter="\t")
+        if fmt in ("npy", "parquet") and not _is_regular(stream):
+            spooled = _spool(stream)
+            stream.close()
+            stream = spooled
         if fmt == "npy":
             return NpySource(os.dup(stream.fileno()), display, options)
         if fmt == "parquet":
@@ -97,11 +133,89 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
             stream.close()
 
 
-def _spool(stream: BinaryIO) -> io.BufferedIOBase:
-    """Copy stdin to an anonymous temporary file, for formats that need random access."""
+def _open(path: str) -> io.BufferedIOBase:
+    if path == STDIN:
+        stdin = sys.stdin.buffer
+        if isinstance(stdin, io.BufferedIOBase):
+            return stdin
+        return _spool(stdin)  # a replaced sys.stdin that cannot read into buffers
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise MissingInputError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise MissingInputError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise read_error(path, exc) from None
+
+
+def _is_regular(stream: io.BufferedIOBase) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):  # no descriptor: an in-memory stream
+        return False
+
+
+def _format_of(path: str, stream: io.BufferedIOBase,
+               given: str | None) -> tuple[str, io.BufferedIOBase]:
+    """The format of an opened input, and the stream to read it from.
+
+    The first bytes come from the descriptor already open (no second open of the path); a
+    stream's are read from it and handed back in front of the rest.
+    """
+    if given is not None:
+        return given, stream
+    if path != STDIN and input_format_of(Path(path).name) is not None:
+        return detect_format(path), stream
+    if _is_regular(stream):
+        head = os.pread(stream.fileno(), HEAD_BYTES, 0)
+        return detect_format(path, head=head), stream
+    head = _read_up_to(stream, max(len(m) for m in MAGIC))
+    return detect_format(path, head=head), io.BufferedReader(_Prefixed(head, stream))
+
+
+def _read_up_to(stream: io.BufferedIOBase, n: int) -> bytes:
+    head = b""
+    while len(head) < n and (more := stream.read(n - len(head))):
+        head += more
+    return head
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: io.BufferedIOBase) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(view) or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._rest.close()
+        super().close()
+
+
+def _spool(stream: BinaryIO | io.BufferedIOBase) -> io.BufferedIOBase:
+    """Copy a stream to an anonymous temporary file, for formats that need random access."""
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the Source, closed by it
-    shutil.copyfileobj(stream, spool, 1 << 20)
-    spool.seek(0)
+    try:
+        shutil.copyfileobj(stream, spool, 1 << 20)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
     return spool
 
 

@@ -7,20 +7,19 @@ hands over the bytes it has read ahead.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 
 from ..contract import N_FEATURES
 from ..errors import InputDataError, UsageError
 from .base import resolve_column
 from .read_options import ReadOptions
+from .sniff import DELIMITERS, HEAD_BYTES, SAMPLE_LINES, detect_delimiter, split_fields
+
+__all__ = ["DELIMITERS", "SAMPLE_LINES", "SNIFF_BYTES", "Layout", "detect_delimiter",
+           "header_verdict", "sniff_layout", "split_fields"]
 
 #: Bytes read ahead to decide the layout; the first line must end within them.
-SNIFF_BYTES = 64 << 10
-#: The bytes of each delimiter ReadOptions holds (whitespace: runs of blanks, joined to one).
-DELIMITERS = {",": b",", "\t": b"\t", ";": b";", "whitespace": b" "}
-#: Lines looked at to detect the delimiter.
-SAMPLE_LINES = 20
+SNIFF_BYTES = HEAD_BYTES
 
 
 @dataclass
@@ -36,38 +35,12 @@ class Layout:
     label_idx: int | None
 
 
-def split_fields(line: bytes, delimiter: bytes, whitespace: bool) -> list[str]:
-    """The fields of one line, as Python's csv module (or ``str.split``) cuts them."""
-    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-    if whitespace:
-        return text.split()
-    try:
-        return next(csv.reader([text], delimiter=delimiter.decode()), [])
-    except csv.Error:  # a stray carriage return or NUL: count the fields plainly
-        return text.split(delimiter.decode())
-
-
 def is_number(token: str) -> bool:
     try:
         float(token)
     except ValueError:
         return False
     return True
-
-
-def detect_delimiter(lines: list[bytes]) -> tuple[bytes, bool]:
-    """Pick the delimiter that splits the first lines into the same number (> 1) of fields."""
-    sample = [ln for ln in lines if ln.strip()][:SAMPLE_LINES]
-    if not sample:
-        return b",", False
-    for name in (",", "\t", ";"):
-        counts = {len(split_fields(ln, DELIMITERS[name], False)) for ln in sample}
-        if len(counts) == 1 and counts.pop() > 1:
-            return DELIMITERS[name], False
-    counts = {len(ln.split()) for ln in sample}
-    if len(counts) == 1 and counts.pop() > 1:
-        return b" ", True
-    return b",", False
 
 
 def _complete_lines(ahead: bytes, n: int = SAMPLE_LINES + 1) -> list[bytes]:
