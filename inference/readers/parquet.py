@@ -1,19 +1,56 @@
-"""Parquet reader: record batches straight from pyarrow, columns chosen by name."""
+"""Parquet reader: bounded record batches, one row group at a time, columns chosen by name.
+
+Whatever the file claims is checked against what it holds: the footer's row count against
+the row groups', each row group's against the rows it yields. A corrupt page, a column name
+that is not UTF-8 or an id or label column of a type that cannot be one is an error naming
+the file and the column, never a traceback; bad values are found a column at a time.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..arrow import to_numpy
+from ..arrow import from_numpy, to_numpy
 from ..contract import N_FEATURES
-from ..errors import InputDataError
-from .base import Batch, Reject, Source, as_feature_matrix, resolve_column
+from ..errors import InputDataError, read_error
+from .base import Batch, Reject, Source, as_feature_matrix, resolve_column, value_problem
+from .csv_diagnosis import INT_PATTERN, castable
 from .read_options import ReadOptions
+
+#: Decoded bytes a record batch may take (rows = this / (8 bytes x columns read)): Arrow
+#: holds a few batches while it decodes, so this bounds the reader's memory.
+BATCH_BYTES = 8 << 20
+#: Bytes of a column chunk read from the file at a time (instead of the whole chunk).
+BUFFER_BYTES = 1 << 20
+
+
+def _id_type_ok(t: pa.DataType) -> bool:
+    """An id is shown as text: text, numbers, dates and times can be."""
+    if pa.types.is_dictionary(t):
+        return _id_type_ok(t.value_type)
+    return (_is_text(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
+            or pa.types.is_decimal(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t))
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+            or getattr(pa.types, "is_string_view", lambda _: False)(t)
+            or getattr(pa.types, "is_binary_view", lambda _: False)(t))
+
+
+def _label_type_ok(t: pa.DataType) -> bool:
+    """Labels are integers: integer columns, or floats and text holding whole numbers."""
+    if pa.types.is_dictionary(t):
+        return _label_type_ok(t.value_type)
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or _is_text(t)
 
 
 class ParquetSource(Source):
@@ -26,10 +63,16 @@ class ParquetSource(Source):
         self.options = options
         self._stream = stream
         try:
-            self._file = pq.ParquetFile(stream)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputDataError(f"{display}: not a valid Parquet file ({exc})") from None
-        schema = self._file.schema_arrow
+            self._file = pq.ParquetFile(stream, pre_buffer=False, buffer_size=BUFFER_BYTES,
+                                        page_checksum_verification=True)
+            schema = self._file.schema_arrow
+            metadata = self._file.metadata
+        except UnicodeDecodeError:
+            raise self._fail("a column name is not UTF-8 text; save the names as UTF-8") from None
+        except OSError as exc:
+            raise self._broken(exc, "not a valid Parquet file") from None
+        except pa.ArrowException as exc:
+            raise self._fail(f"not a valid Parquet file ({_first_line(exc)})") from None
         names = list(schema.names)
         self.column_names = names
         self.id_idx = self.label_idx = None
@@ -41,62 +84,183 @@ class ParquetSource(Source):
         extra = {self.id_idx, self.label_idx}
         self.feature_columns = [i for i in range(len(names)) if i not in extra]
         if len(self.feature_columns) != N_FEATURES:
-            raise InputDataError(
-                f"{display}: expected {N_FEATURES} feature columns, found "
+            raise self._fail(
+                f"expected {N_FEATURES} feature columns, found "
                 f"{len(self.feature_columns)} ({len(names)} columns in all)"
             )
         for i in self.feature_columns:
             t = schema.field(i).type
             if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
-                raise InputDataError(
-                    f"{display}: column {i + 1} ({names[i]}) has type {t}; expected numbers"
-                )
-        self.n_rows = self._file.metadata.num_rows
+                raise self._fail(f"column {i + 1} ({names[i]}) has type {t}; expected numbers")
+        for idx, ok, what in ((self.id_idx, _id_type_ok, "--id-column: an id must be text, "
+                               "a number or a date"),
+                              (self.label_idx, _label_type_ok, "--label-column: labels must "
+                               "be integers")):
+            if idx is not None and not ok(schema.field(idx).type):
+                raise self._fail(f"column {idx + 1} ({names[idx]}) has type "
+                                 f"{schema.field(idx).type}, which cannot be the {what}")
+        self.n_rows = metadata.num_rows
+        held = sum(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
+        if self.n_rows != held:
+            raise self._fail(f"the footer declares {self.n_rows} rows but its row groups "
+                             f"hold {held}; the file is corrupt")
         if self.n_rows == 0:
-            raise InputDataError(f"{display}: the file has no rows")
+            raise self._fail("the file has no rows")
+        wanted = sorted(i for i in (*self.feature_columns, self.id_idx, self.label_idx)
+                        if i is not None)
+        if len(set(names)) == len(names):
+            self._columns: list[str] | None = [names[i] for i in wanted]
+            #: Where each column of the file is in a record batch read.
+            self._position = {i: k for k, i in enumerate(wanted)}
+        else:  # duplicate names cannot select columns: read them all
+            self._columns = None
+            self._position = {i: i for i in range(len(names))}
+
+    def _fail(self, message: str) -> InputDataError:
+        return InputDataError(f"{self.display}: {message}")
+
+    def _broken(self, exc: OSError, what: str) -> Exception:
+        """An OSError from the operating system (with an errno) is an I/O error; pyarrow's
+        own (without one) says the bytes are not what they claim to be."""
+        if exc.errno is not None:
+            return read_error(self.display, exc)
+        return self._fail(f"{what} ({_first_line(exc)})")
 
     def batches(self) -> Iterator[Batch]:
+        metadata = self._file.metadata
+        rows = max(1, min(self.options.chunk_rows, BATCH_BYTES // (8 * len(self._position))))
         first = 0
-        for rb in self._file.iter_batches(batch_size=self.options.chunk_rows):
-            n = rb.num_rows
-            cols = []
-            bad = np.zeros(n, dtype=bool)
-            for i in self.feature_columns:
-                col = rb.column(i)
-                if col.null_count:
-                    bad |= to_numpy(col.is_null())
-                    col = col.fill_null(0)
-                cols.append(to_numpy(col).astype(np.float64, copy=False))
-            with np.errstate(over="ignore", invalid="ignore"):
-                X = as_feature_matrix(cols)
-            bad |= ~np.isfinite(X).all(axis=1)
-            batch = Batch(X=X, rows=np.arange(first, first + n), n_rows=n)
-            if self.id_idx is not None:
-                batch.ids = rb.column(self.id_idx).cast(pa.string())
-            if self.label_idx is not None:
-                truth = rb.column(self.label_idx)
-                if truth.null_count:
-                    bad |= to_numpy(truth.is_null())
-                    truth = truth.fill_null(-1)
-                batch.truth = to_numpy(truth.cast(pa.int64()))
-            if bad.any():
-                for r in np.flatnonzero(bad):
-                    batch.rejects.append(self._reject(rb, int(r), first + int(r)))
-                batch.keep(~bad)
-            first += n
-            yield batch
+        for group in range(metadata.num_row_groups):
+            declared, held = metadata.row_group(group).num_rows, 0
+            batches = self._file.iter_batches(batch_size=rows, row_groups=[group],
+                                              columns=self._columns, use_threads=True)
+            while True:
+                try:
+                    rb = next(batches, None)
+                except OSError as exc:
+                    raise self._broken(exc, f"row group {group} is corrupt") from None
+                except pa.ArrowException as exc:
+                    raise self._fail(f"row group {group} is corrupt ({_first_line(exc)})"
+                                     ) from None
+                if rb is None:
+                    break
+                held += rb.num_rows
+                if held > declared:
+                    break
+                yield self._batch(rb, first)
+                first += rb.num_rows
+            if held != declared:
+                raise self._fail(f"row group {group} declares {declared} rows but holds "
+                                 f"{'more' if held > declared else held}; the file is corrupt")
 
-    def _reject(self, rb: pa.RecordBatch, r: int, row: int) -> Reject:
-        for i in [*self.feature_columns, self.label_idx]:
-            if i is None:
-                continue
-            value = rb.column(i)[r].as_py()
-            name = self.column_names[i] if self.column_names else None
-            if value is None:
-                return Reject(row, None, i + 1, name, "empty cell")
-            if i != self.label_idx and not np.isfinite(np.float32(value)):
-                return Reject(row, None, i + 1, name, f"value {value!r} is not finite")
-        return Reject(row, None, None, None, "row cannot be scored")
+    def _column(self, rb: pa.RecordBatch, i: int) -> pa.Array:
+        return rb.column(self._position[i])
+
+    def _batch(self, rb: pa.RecordBatch, first: int) -> Batch:
+        """Features, ids and labels of one record batch; rows with a bad value are rejected
+        at their first bad column (empty, NaN, infinite, beyond float32), then by label."""
+        n = rb.num_rows
+        cols, nulls = [], []
+        for i in self.feature_columns:
+            col = self._column(rb, i)
+            nulls.append(to_numpy(col.is_null()) if col.null_count else None)
+            if col.null_count:
+                col = col.fill_null(0)
+            cols.append(to_numpy(col).astype(np.float64, copy=False))
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = as_feature_matrix(cols)
+        problems: dict[int, tuple[int, str]] = {}
+        if any(m is not None for m in nulls) or (X.size and not np.isfinite(X.min() + X.max())):
+            self._feature_problems(X, cols, nulls, problems)
+        batch = Batch(X=X, rows=np.arange(first, first + n), n_rows=n)
+        if self.id_idx is not None:
+            batch.ids = self._text(self._column(rb, self.id_idx), self.id_idx, "id", problems)
+        if self.label_idx is not None:
+            batch.truth = self._labels(self._column(rb, self.label_idx), problems)
+        if problems:
+            names = self.column_names
+            for r in sorted(problems):
+                column, reason = problems[r]
+                batch.rejects.append(Reject(first + r, None, column + 1, names[column], reason))
+            keep = np.ones(n, dtype=bool)
+            keep[list(problems)] = False
+            batch.keep(keep)
+        return batch
+
+    def _feature_problems(self, X: np.ndarray, cols: list[np.ndarray],
+                          nulls: list[np.ndarray | None],
+                          problems: dict[int, tuple[int, str]]) -> None:
+        bad = ~np.isfinite(X)
+        for k, mask in enumerate(nulls):
+            if mask is not None:
+                bad[:, k] |= mask
+        rows = np.flatnonzero(bad.any(axis=1))
+        firsts = np.argmax(bad[rows], axis=1)
+        for r, k in zip(rows.tolist(), firsts.tolist(), strict=True):
+            mask = nulls[k]
+            if mask is not None and mask[r]:
+                reason = "empty cell"
+            else:
+                value = float(cols[k][r])
+                reason = f"value {value!r} {value_problem(value) or 'is not finite'}"
+            problems[r] = (self.feature_columns[k], reason)
+
+    def _text(self, col: pa.Array, column: int, what: str,
+              problems: dict[int, tuple[int, str]]) -> pa.Array:
+        """A column as text; bytes that are not UTF-8 reject their row."""
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        try:
+            return col.cast(pa.string())
+        except pa.ArrowInvalid:
+            pass
+        texts: list[str | None] = []
+        for r, value in enumerate(col.to_pylist()):
+            try:
+                texts.append(None if value is None else bytes(value).decode("utf-8"))
+            except UnicodeDecodeError:
+                problems.setdefault(r, (column, f"the {what} is bytes that are not UTF-8 text"))
+                texts.append(None)
+        return pa.array(texts, pa.string())
+
+    def _labels(self, col: pa.Array, problems: dict[int, tuple[int, str]]) -> np.ndarray:
+        """The labels as int64; an empty, fractional, non-finite or unreadable label rejects
+        its row (0 stands in its place)."""
+        assert self.label_idx is not None
+        i = self.label_idx
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        null = to_numpy(col.is_null()) if col.null_count else np.zeros(len(col), dtype=bool)
+        reasons: dict[int, str] = {}
+        if pa.types.is_integer(col.type):
+            values = to_numpy(col.fill_null(0)) if col.null_count else to_numpy(col)
+            too_big = values > np.iinfo(np.int64).max if values.dtype == np.uint64 else None
+            if too_big is not None and too_big.any():
+                reasons.update((r, f"label {int(values[r])} is beyond int64") for r in
+                               np.flatnonzero(too_big).tolist())
+                values = np.where(too_big, 0, values)
+            labels = values.astype(np.int64)
+        elif pa.types.is_floating(col.type):
+            values = to_numpy(col.fill_null(0.0)).astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                whole = np.isfinite(values) & (np.floor(values) == values) & (
+                    np.abs(values) < 2.0**63)
+            reasons.update((r, f"label {float(values[r])!r} is not an integer")
+                           for r in np.flatnonzero(~whole & ~null).tolist())
+            labels = np.where(whole, values, 0).astype(np.int64)
+        else:
+            text = self._text(col, i, "label", problems)
+            cells = pc.utf8_trim(text.fill_null(""), characters=" \t")
+            ok, parsed = castable(cells, pa.int64(), INT_PATTERN)
+            reasons.update((r, f"label {_short(v)} is not an integer") for r, v in zip(
+                np.flatnonzero(~ok & ~null).tolist(),
+                cells.filter(from_numpy(~ok & ~null)).to_pylist(), strict=True))
+            labels = to_numpy(parsed).copy()
+        for r in np.flatnonzero(null).tolist():
+            problems.setdefault(r, (i, "empty cell"))
+        for r, reason in reasons.items():
+            problems.setdefault(r, (i, reason))
+        return labels
 
     def digest(self) -> str:
         sha = hashlib.sha256()
@@ -107,3 +271,13 @@ class ParquetSource(Source):
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _short(token: Any, limit: int = 40) -> str:
+    token = str(token).strip()
+    return repr(token if len(token) <= limit else token[:limit] + "...")

@@ -1,0 +1,330 @@
+"""The Parquet reader: every numeric type reads exactly; ids and labels of any type either
+read or are refused by name; a file that lies about itself fails cleanly; memory is bounded."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from digits_onnx.inference import InputDataError
+from digits_onnx.inference.readers import ReadOptions, open_source
+
+
+def table_of(X: np.ndarray, **extra: pa.Array) -> pa.Table:
+    columns = {f"c{k}": pa.array(X[:, k]) for k in range(X.shape[1])}
+    return pa.table({**columns, **extra})
+
+
+def parquet_bytes(table: pa.Table, **options) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, **options)
+    return sink.getvalue()
+
+
+def read(path: Path, **options):
+    source = open_source(str(path), ReadOptions(**options))
+    try:
+        batches = list(source.batches())
+    finally:
+        source.close()
+    X = np.concatenate([b.X for b in batches])
+    ids = [i for b in batches if b.ids is not None for i in b.ids.to_pylist()]
+    truth = np.concatenate([b.truth for b in batches if b.truth is not None] or [[]])
+    rejects = [f"{r.where()}: {r.reason}" for b in batches for r in b.rejects]
+    return X, ids, truth, rejects, sum(b.n_rows for b in batches)
+
+
+def write(tmp_path: Path, table: pa.Table, name: str = "x.parquet", **options) -> Path:
+    path = tmp_path / name
+    path.write_bytes(parquet_bytes(table, **options))
+    return path
+
+
+@pytest.mark.parametrize("dtype", ["i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4",
+                                   "f8"])
+def test_every_numeric_type_reads_exactly(tmp_path, digits_rows, dtype):
+    X = digits_rows[:50].astype(dtype)
+    got, _, _, rejects, n = read(write(tmp_path, table_of(X), row_group_size=7),
+                                 chunk_rows=5)
+    assert (n, rejects) == (50, [])
+    np.testing.assert_array_equal(got, digits_rows[:50].astype(np.float32))
+
+
+def test_bad_values_are_rejected_at_their_first_column_without_warnings(tmp_path, digits_rows):
+    """A float32 overflow printed numpy's RuntimeWarning on stderr (warnings are errors in
+    the tests, so any warning fails this test)."""
+    X = digits_rows[:6].copy()
+    X[1, 3], X[1, 9] = 1e39, np.nan
+    X[2, 0] = np.inf
+    X[3, 63] = -1e300
+    table = table_of(X)
+    X[:, 5] = [0.0, 1.0, 2.0, np.nan, 4.0, np.nan]
+    table = table.set_column(5, "c5", pa.array([0.0, 1.0, 2.0, None, 4.0, None]))
+    got, _, _, rejects, n = read(write(tmp_path, table))
+    assert n == 6
+    assert rejects == [
+        "row 1, column 4 (c3): value 1e+39 is outside the float32 range",
+        "row 2, column 1 (c0): value inf is infinite",
+        "row 3, column 6 (c5): empty cell",
+        "row 5, column 6 (c5): empty cell",
+    ]
+    np.testing.assert_array_equal(got, X[[0, 4]].astype(np.float32))
+
+
+ID_COLUMNS = [
+    (pa.array([f"r{i}" for i in range(4)]), [f"r{i}" for i in range(4)]),
+    (pa.array([f"r{i}" for i in range(4)], pa.large_string()), [f"r{i}" for i in range(4)]),
+    (pa.array(["a", "b", "a", "b"]).dictionary_encode(), ["a", "b", "a", "b"]),
+    (pa.array([10, 11, 12, 13]), ["10", "11", "12", "13"]),
+    (pa.array([0.5, 1.5, 2.5, 3.5]), ["0.5", "1.5", "2.5", "3.5"]),
+    (pa.array([1, 2, 3, 4], pa.date32()), [f"1970-01-0{i}" for i in range(2, 6)]),
+    (pa.array([b"r0", b"r1", b"r2", b"r3"]), ["r0", "r1", "r2", "r3"]),
+    (pa.array(["x", None, "y", "z"]), ["x", None, "y", "z"]),
+]
+
+
+@pytest.mark.parametrize(("ids", "expected"), ID_COLUMNS, ids=[str(c[0].type) for c in ID_COLUMNS])
+def test_id_columns_of_text_numbers_and_dates_read_as_text(tmp_path, digits_rows, ids, expected):
+    path = write(tmp_path, table_of(digits_rows[:4], id=ids))
+    _, got, _, rejects, n = read(path, id_column="id")
+    assert (n, rejects, got) == (4, [], expected)
+
+
+def test_an_id_of_bytes_that_are_not_utf8_rejects_its_row(tmp_path, digits_rows):
+    path = write(tmp_path, table_of(digits_rows[:3], id=pa.array([b"a", b"\xff", b"c"])))
+    _, got, _, rejects, n = read(path, id_column="id")
+    assert (n, got) == (3, ["a", "c"])
+    assert rejects == ["row 1, column 65 (id): the id is bytes that are not UTF-8 text"]
+
+
+LABEL_COLUMNS = [
+    (pa.array([3, 1, 4, 1], pa.int8()), [3, 1, 4, 1], []),
+    (pa.array([3, 1, 4, 1], pa.uint64()), [3, 1, 4, 1], []),
+    (pa.array([3.0, 1.0, 4.0, 1.0]), [3, 1, 4, 1], []),
+    (pa.array([3.0, 1.5, float("nan"), None]), [3],
+     ["row 1, column 65 (label): label 1.5 is not an integer",
+      "row 2, column 65 (label): label nan is not an integer",
+      "row 3, column 65 (label): empty cell"]),
+    (pa.array(["3", " 1", "seven", ""]), [3, 1],
+     ["row 2, column 65 (label): label 'seven' is not an integer",
+      "row 3, column 65 (label): label '' is not an integer"]),
+    (pa.array(["3", "1", "4", "1"]).dictionary_encode(), [3, 1, 4, 1], []),
+    (pa.array([2**63 + 1, 1, 2, 3], pa.uint64()), [1, 2, 3],
+     ["row 0, column 65 (label): label 9223372036854775809 is beyond int64"]),
+    (pa.array(["99999999999999999999", "1", "2", "3"]), [1, 2, 3],
+     ["row 0, column 65 (label): label '99999999999999999999' is not an integer"]),
+]
+
+
+@pytest.mark.parametrize(("labels", "truth", "rejects"), LABEL_COLUMNS,
+                         ids=[f"{c[0].type}-{k}" for k, c in enumerate(LABEL_COLUMNS)])
+def test_label_columns_of_integers_whole_floats_and_digits(tmp_path, digits_rows, labels, truth,
+                                                           rejects):
+    """A float or string label column raised ArrowInvalid (a traceback) when cast."""
+    path = write(tmp_path, table_of(digits_rows[:4], label=labels))
+    _, _, got, problems, n = read(path, label_column="label")
+    assert (n, problems) == (4, rejects)
+    np.testing.assert_array_equal(got, truth)
+
+
+@pytest.mark.parametrize(("option", "values", "message"), [
+    ("id_column", pa.array([[1], [2], [3]]), "has type list<element: int64>, which cannot be the "
+     "--id-column: an id must be text, a number or a date"),
+    ("id_column", pa.array([{"a": 1}] * 3), "has type struct<a: int64>, which cannot be the "
+     "--id-column: an id must be text, a number or a date"),
+    ("id_column", pa.array([None] * 3), "has type null, which cannot be the --id-column: an "
+     "id must be text, a number or a date"),
+    ("label_column", pa.array([[1], [2], [3]]), "has type list<element: int64>, which cannot be "
+     "the --label-column: labels must be integers"),
+    ("label_column", pa.array([{"a": 1}] * 3), "has type struct<a: int64>, which cannot be "
+     "the --label-column: labels must be integers"),
+    ("label_column", pa.array([True, False, True]), "has type bool, which cannot be the "
+     "--label-column: labels must be integers"),
+    ("label_column", pa.array([1, 2, 3], pa.timestamp("ms")), "has type timestamp[ms], which "
+     "cannot be the --label-column: labels must be integers"),
+])
+def test_id_and_label_columns_of_other_types_are_refused_by_name(tmp_path, digits_rows, option,
+                                                                 values, message):
+    path = write(tmp_path, table_of(digits_rows[:3], extra=values))
+    with pytest.raises(InputDataError) as info:
+        open_source(str(path), ReadOptions(**{option: "extra"}))
+    assert str(info.value) == f"{path}: column 65 (extra) {message}"
+
+
+def _patched_footer(data: bytes, old: bytes, new: bytes, occurrence: int = 0) -> bytes:
+    """The file with the ``occurrence``-th ``old`` in its footer replaced by ``new``."""
+    size = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - size
+    footer = data[start:-8]
+    at = -1
+    for _ in range(occurrence + 1):
+        at = footer.index(old, at + 1)
+    footer = footer[:at] + new + footer[at + len(old):]
+    return data[:start] + footer + len(footer).to_bytes(4, "little") + b"PAR1"
+
+
+def _zigzag_field(delta_type: int, value: int) -> bytes:
+    """A thrift compact i64 field header and value (zigzag varint)."""
+    n, out = value << 1, bytearray([delta_type])
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("declared", [2000, 64, 0, 1001])
+def test_a_footer_whose_row_count_lies(tmp_path, digits_rows, declared):
+    """The footer said 2000 rows, the data held 1000: row accounting failed with a
+    RuntimeError traceback."""
+    X = np.resize(digits_rows, (1000, 64))
+    data = parquet_bytes(table_of(X), row_group_size=1000)
+    path = tmp_path / "lies.parquet"
+    path.write_bytes(_patched_footer(data, _zigzag_field(0x16, 1000),
+                                     _zigzag_field(0x16, declared)))
+    with pytest.raises(InputDataError) as info:
+        source = open_source(str(path))
+        list(source.batches())
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert ("the footer declares" in message or "has no rows" in message), message
+
+
+def _page_flips(data: bytes, step: int) -> list[bytes]:
+    size = int.from_bytes(data[-8:-4], "little")
+    out = []
+    for pos in range(4, len(data) - 8 - size, step):
+        flipped = bytearray(data)
+        flipped[pos] ^= 0x5A
+        out.append(bytes(flipped))
+    return out
+
+
+@pytest.mark.parametrize("compression", ["snappy", "zstd", "none"])
+def test_a_corrupted_byte_in_a_page_is_an_error_or_a_checked_row(tmp_path, digits_rows,
+                                                                  compression):
+    """One flipped byte in a page raised OSError from inside pyarrow (a traceback). Pages
+    written with checksums are verified; without them a flipped value byte can only be
+    caught if it makes the value unscorable."""
+    data = parquet_bytes(table_of(digits_rows[:200]), compression=compression,
+                         write_page_checksum=True)
+    outcomes = set()
+    for k, flipped in enumerate(_page_flips(data, 53)):
+        path = tmp_path / f"f{k}.parquet"
+        path.write_bytes(flipped)
+        try:
+            X, _, _, rejects, n = read(path)
+        except InputDataError as exc:
+            assert str(exc).startswith(f"{path}: "), exc
+            outcomes.add("error")
+            continue
+        assert n == 200 and len(X) + len(rejects) == 200
+        outcomes.add("read")
+    assert "error" in outcomes
+
+
+def test_a_column_name_that_is_not_utf8(tmp_path, digits_rows):
+    data = parquet_bytes(table_of(digits_rows[:3]).rename_columns(
+        ["\u00e9" + str(k) for k in range(64)]))
+    path = tmp_path / "names.parquet"
+    path.write_bytes(data.replace("\u00e90".encode(), b"\xe9\xff0"))
+    with pytest.raises(InputDataError) as info:
+        open_source(str(path))
+    assert str(info.value) == f"{path}: a column name is not UTF-8 text; save the names as UTF-8"
+
+
+def test_columns_are_chosen_by_name_in_any_order(tmp_path, digits_rows):
+    table = table_of(digits_rows[:5], label=pa.array([1, 2, 3, 4, 5]))
+    order = ["label", *[f"c{k}" for k in range(63, -1, -1)]]
+    path = write(tmp_path, table.select(order))
+    X, _, truth, _, _ = read(path, label_column="label")
+    np.testing.assert_array_equal(X, digits_rows[:5, ::-1].astype(np.float32))
+    np.testing.assert_array_equal(truth, [1, 2, 3, 4, 5])
+
+
+def test_many_bad_rows_are_rejected_in_bulk(tmp_path):
+    """A 0.6 MB Parquet of 2M null rows took minutes, one Python lookup per cell."""
+    import time
+
+    path = write(tmp_path, pa.table({f"c{k}": pa.nulls(300_000, pa.float64())
+                                     for k in range(64)}))
+    started = time.perf_counter()
+    X, _, _, rejects, n = read(path)
+    assert (n, len(X), len(rejects)) == (300_000, 0, 300_000)
+    assert set(r.split(": ", 1)[1] for r in rejects) == {"empty cell"}
+    assert time.perf_counter() - started < 20
+
+
+PEAK = """
+import sys
+from digits_onnx.inference.readers import ReadOptions, open_source
+source = open_source(sys.argv[1], ReadOptions())
+rows = sum(b.n_rows for b in source.batches())
+source.close()
+# VmHWM, not ru_maxrss: Linux carries the parent's peak into a child across fork and exec.
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
+print(rows, int(hwm.split()[1]) // 1024)
+"""
+
+WRITE_BIG = """
+import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq
+X = np.random.default_rng(0).integers(0, 17, size=(1_000_000, 64)).astype(np.float64)
+pq.write_table(pa.table({f"c{k}": X[:, k] for k in range(64)}), sys.argv[1],
+               row_group_size=1_000_000)
+"""
+
+
+@pytest.mark.slow
+def test_a_single_row_group_of_a_million_rows_is_read_in_bounded_batches(tmp_path):
+    """One row group of 1M rows (512 MB decoded) peaked at 514 MB."""
+    path = tmp_path / "big.parquet"
+    subprocess.run([sys.executable, "-c", WRITE_BIG, str(path)], check=True, timeout=300)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    out = subprocess.run([sys.executable, "-c", PEAK, str(path)], capture_output=True,
+                         text=True, check=True, timeout=300).stdout.split()
+    assert int(out[0]) == 1_000_000
+    assert int(out[1]) < 300, f"peak RSS {out[1]} MB"
+
+
+# -- the format from the content, and streams given as paths -------------------------------
+
+@pytest.mark.parametrize("name", ["x.dat", "x", "x.data"])
+def test_a_parquet_file_with_any_extension_is_read_by_its_magic(tmp_path, digits_rows, name):
+    from digits_onnx.inference.readers import detect_format
+
+    path = write(tmp_path, table_of(digits_rows[:7]), name)
+    assert detect_format(str(path)) == "parquet"
+    _, _, _, rejects, n = read(path)
+    assert (n, rejects) == (7, [])
+
+
+@pytest.mark.parametrize("name", ["pipe.parquet", "pipe"])
+def test_a_parquet_file_through_a_named_pipe_is_spooled(tmp_path, digits_rows, name):
+    import os
+    import threading
+
+    path = tmp_path / name
+    os.mkfifo(path)
+    data = parquet_bytes(table_of(np.tile(digits_rows, (5, 1))), row_group_size=300)
+    thread = threading.Thread(target=lambda: path.write_bytes(data), daemon=True)
+    thread.start()
+    X, _, _, rejects, n = read(path)
+    thread.join(5)
+    assert (n, rejects) == (1000, [])
+    np.testing.assert_array_equal(X, np.tile(digits_rows, (5, 1)).astype(np.float32))
+
+
+@pytest.mark.parametrize("path", ["/dev/stdin", "-"])
+def test_a_parquet_file_on_stdin_is_recognised_and_spooled(tmp_path, digits_rows, path):
+    out = tmp_path / "out.csv"
+    proc = subprocess.run([sys.executable, "-m", "digits_onnx.inference", path, "-o", str(out),
+                           "-q"], input=parquet_bytes(table_of(digits_rows[:40])),
+                          capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 41
