@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--proba", action="store_true", help="add the probabilities p0..p9")
     out.add_argument("--summary-json", metavar="PATH",
                      help="write the run's summary as JSON ('-' for stdout), on every exit")
+    out.add_argument("--metrics-file", metavar="PATH",
+                     help="write the run's figures in the Prometheus text format (for "
+                     "node_exporter's textfile collector; '-' for stdout), on every exit")
     inp = p.add_argument_group("input")
     inp.add_argument("--input-format", metavar=_choices(INPUT_FORMATS),
                      help="else from each file's extension")
@@ -169,24 +173,28 @@ def run_check(argv: list[str]) -> int:
 
 def run_score(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    started = time.time()
     try:
-        return _score(args)
+        return _score(args, started)
     except DigitsError as exc:
         if args.summary_json is not None:
             _summary_after_failure(args, str(exc), exc.exit_code)
+        _metrics_after_failure(args, exc.exit_code, started)
         raise
     except KeyboardInterrupt:
         if args.summary_json is not None:
             _summary_after_failure(args, "interrupted", errors.EXIT_INTERRUPTED)
+        _metrics_after_failure(args, errors.EXIT_INTERRUPTED, started)
         raise
     except Exception as exc:
         if args.summary_json is not None:
             _summary_after_failure(args, f"internal error: {type(exc).__name__}",
                                    errors.EXIT_SOFTWARE)
+        _metrics_after_failure(args, errors.EXIT_SOFTWARE, started)
         raise
 
 
-def _score(args: argparse.Namespace) -> int:
+def _score(args: argparse.Namespace, started: float) -> int:
     part_bytes = args.part_size << 20 if args.part_size is not None else None
     # The same check score_files makes, before the model and the scoring stack load.
     check_run(output=args.output, out_dir=args.out_dir, scheduler=args.scheduler,
@@ -200,22 +208,27 @@ def _score(args: argparse.Namespace) -> int:
     )
     from . import console
     from .api import score_files, write_summary
+    from .metrics import check_metrics_path, write_metrics
     from .model import Model
 
+    check_metrics_path(args.metrics_file, args.summary_json)
     _configure_threads(args.threads)
     model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
                        threads=args.threads or 1)
+    reports = [r for r in (args.summary_json, args.metrics_file) if r]
     summary = score_files(
         args.inputs, output=args.output, out_dir=args.out_dir, model=model, options=options,
         force=args.force, progress=args.progress,
         on_file=lambda f: console.report_file(PROG, f, args.quiet, args.verbose),
         scheduler=args.scheduler, part_bytes=part_bytes,
-        reports=[args.summary_json] if args.summary_json else [],
+        reports=reports,
     )
     if not args.quiet and len(summary.files) != 1:
         console.report_total(summary)
     if args.summary_json:
         write_summary(args.summary_json, summary)
+    if args.metrics_file:
+        write_metrics(args.metrics_file, summary, started=started)
     return summary.exit_code
 
 
@@ -232,6 +245,23 @@ def _summary_after_failure(args: argparse.Namespace, message: str, code: int) ->
         return
     try:
         write_summary(args.summary_json, BatchSummary(files=[], error=message, error_code=code))
+    except DigitsError as problem:
+        _error(str(problem))
+
+
+def _metrics_after_failure(args: argparse.Namespace, code: int, started: float) -> None:
+    """The metrics of a run that stopped early, as the summary's (see
+    :func:`.metrics.metrics_after_failure`)."""
+    if args.metrics_file is None:
+        return
+    from .metrics import metrics_after_failure
+    from .model import bundled_model_path
+
+    try:
+        metrics_after_failure(
+            args.metrics_file, code, started=started, inputs=args.inputs,
+            model_path=Path(args.model) if args.model else bundled_model_path(),
+            output=args.output, out_dir=args.out_dir, summary_path=args.summary_json)
     except DigitsError as problem:
         _error(str(problem))
 
