@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "not warnings")
     run = p.add_argument_group("run")
     run.add_argument("--force", action="store_true", help="rescore even up-to-date outputs")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print what each input would get (scored to PATH, skipped as up to "
+                     "date, refused and why) and exit with the code the run would start with; "
+                     "writes nothing")
     run.add_argument("--threads", type=int, metavar="N",
                      help="CPU threads for onnxruntime and pyarrow (default: onnxruntime 1, "
                      "pyarrow one per core)")
@@ -177,17 +181,17 @@ def run_score(argv: list[str]) -> int:
     try:
         return _score(args, started)
     except DigitsError as exc:
-        if args.summary_json is not None:
+        if args.summary_json is not None and not args.dry_run:
             _summary_after_failure(args, str(exc), exc.exit_code)
         _metrics_after_failure(args, exc.exit_code, started)
         raise
     except KeyboardInterrupt:
-        if args.summary_json is not None:
+        if args.summary_json is not None and not args.dry_run:
             _summary_after_failure(args, "interrupted", errors.EXIT_INTERRUPTED)
         _metrics_after_failure(args, errors.EXIT_INTERRUPTED, started)
         raise
     except Exception as exc:
-        if args.summary_json is not None:
+        if args.summary_json is not None and not args.dry_run:
             _summary_after_failure(args, f"internal error: {type(exc).__name__}",
                                    errors.EXIT_SOFTWARE)
         _metrics_after_failure(args, errors.EXIT_SOFTWARE, started)
@@ -216,6 +220,14 @@ def _score(args: argparse.Namespace, started: float) -> int:
     model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
                        threads=args.threads or 1)
     reports = [r for r in (args.summary_json, args.metrics_file) if r]
+    if args.dry_run:
+        from .dryrun import dry_run
+
+        result = dry_run(args.inputs, output=args.output, out_dir=args.out_dir, model=model,
+                         options=options, force=args.force, reports=reports)
+        if sys.stdout is not None:
+            print("\n".join(console.printable(line) for line in result.lines()), flush=True)
+        return result.exit_code
     summary = score_files(
         args.inputs, output=args.output, out_dir=args.out_dir, model=model, options=options,
         force=args.force, progress=args.progress,
@@ -252,7 +264,7 @@ def _summary_after_failure(args: argparse.Namespace, message: str, code: int) ->
 def _metrics_after_failure(args: argparse.Namespace, code: int, started: float) -> None:
     """The metrics of a run that stopped early, as the summary's (see
     :func:`.metrics.metrics_after_failure`)."""
-    if args.metrics_file is None:
+    if args.metrics_file is None or args.dry_run:
         return
     from .metrics import metrics_after_failure
     from .model import bundled_model_path
