@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,49 @@ from .onnx_wire import WireError, scan_model
 from .validation import as_features
 
 _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
+#: A manifest is a few hundred bytes; a model at most what protobuf can hold.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MODEL_BYTES = 2 << 30
+#: How far a probability may stray below 0, and a row's sum from 1 (float32 arithmetic).
+PROBA_SLACK = 1e-3
+
+
+def _probe_rows() -> np.ndarray:
+    """Rows every model runs at load: all zeros, all 16s, and six fixed pseudo-random rows
+    of pixel values (integers and fractions within 0..16)."""
+    rng = np.random.default_rng(20240229)
+    rows = [np.zeros(contract.N_FEATURES), np.full(contract.N_FEATURES, contract.FEATURE_MAX)]
+    rows += list(rng.integers(0, 17, size=(3, contract.N_FEATURES)))
+    rows += list(rng.uniform(contract.FEATURE_MIN, contract.FEATURE_MAX,
+                             size=(3, contract.N_FEATURES)))
+    return np.ascontiguousarray(rows, dtype=np.float32)
+
+
+PROBE_ROWS = _probe_rows()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _shape_problem(labels: np.ndarray, proba: np.ndarray, n: int) -> str | None:
+    """How the outputs fail to hold one label and one row of 10 probabilities per row."""
+    if labels.shape == (n,) and proba.shape == (n, contract.N_CLASSES):
+        return None
+    if labels.ndim == 1 and proba.ndim == 2 and proba.shape[1] == contract.N_CLASSES:
+        return f"{labels.shape[0]} labels and {proba.shape[0]} rows of probabilities"
+    return f"labels of shape {labels.shape} and probabilities of shape {proba.shape}"
+
+
+def _label_problem(labels: np.ndarray) -> str | None:
+    lo, hi = int(labels.min()), int(labels.max())
+    low, high = contract.CLASS_LABELS[0], contract.CLASS_LABELS[-1]
+    if lo < low:
+        return f"label {lo} outside {low}..{high}"
+    if hi > high:
+        return f"label {hi} outside {low}..{high}"
+    return None
 
 
 def bundled_model_path() -> Path:
@@ -33,18 +78,68 @@ def bundled_model_path() -> Path:
 
 
 def read_manifest(model_path: Path) -> dict[str, Any] | None:
-    """The manifest beside a model file, or None when there is none."""
+    """The manifest beside a model file, or None when there is none.
+
+    Whatever stands there is read with care: a directory or a pipe is refused (a pipe would
+    block), the size is bounded, and the sha256 must be 64 hexadecimal digits.
+    """
     path = model_path.with_name(contract.MANIFEST_FILENAME)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    raw = _read_regular(path, MAX_MANIFEST_BYTES, "manifest")
+    if raw is None:
         return None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not a valid model manifest: it is not UTF-8 text") from None
+    try:
         manifest = json.loads(text)
-        manifest["model"]["sha256"]
-    except (ValueError, KeyError, TypeError):
+        sha256 = manifest["model"]["sha256"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ModelError(f"{path}: not a valid model manifest") from None
+    if not isinstance(manifest, dict) or not _is_sha256(sha256):
+        raise ModelError(f"{path}: not a valid model manifest: model.sha256 must be 64 "
+                         "hexadecimal digits")
     return manifest
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(
+        c in "0123456789abcdefABCDEF" for c in value)
+
+
+def _read_regular(path: Path, limit: int, what: str) -> bytes | None:
+    """The bytes of a regular file of at most ``limit`` bytes (None when it does not exist).
+
+    Read from the descriptor that was checked, so that what is checked is what is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelError(f"{path}: is not a regular file")
+        if st.st_size > limit:
+            raise ModelError(f"{path}: not a valid model {what}: it is larger than "
+                             f"{_size(limit)}")
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 24, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if size > limit:  # it grew since fstat
+        raise ModelError(f"{path}: not a valid model {what}: it is larger than {_size(limit)}")
+    return b"".join(chunks)
+
+
+def _size(n: int) -> str:
+    return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n >> 20} MiB"
 
 
 def vet_model_bytes(data: bytes, display: str) -> None:
@@ -108,11 +203,12 @@ class Model:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{display}: onnxruntime cannot load it ({first})") from None
         self._check_contract(display)
+        self.display = display
+        self._probe()
         self.sha256 = digest
         self.data = data
         self.manifest = manifest
         self.path = path
-        self.display = display
         self.classes_ = np.array(contract.CLASS_LABELS, dtype=np.int64)
 
     @classmethod
@@ -120,12 +216,9 @@ class Model:
              verify_hash: bool = True, threads: int = 1) -> Model:
         """Load ``path`` (default: the bundled model) after checking its hash and contract."""
         model_path = Path(path) if path is not None else bundled_model_path()
-        try:
-            data = model_path.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"{model_path}: no such model file") from None
-        except OSError as exc:
-            raise ModelError(f"{model_path}: cannot read the model ({exc.strerror})") from None
+        data = _read_regular(model_path, MAX_MODEL_BYTES, "model")
+        if data is None:
+            raise ModelError(f"{model_path}: no such model file")
         manifest = read_manifest(model_path)
         expected = sha256 or (manifest["model"]["sha256"] if manifest else None)
         return cls(data, display=str(model_path), sha256=expected, verify_hash=verify_hash,
@@ -160,13 +253,65 @@ class Model:
         if problems:
             raise ModelError(f"{display}: breaks the model contract: {'; '.join(problems)}")
 
-    def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, probabilities) for float32 rows already in the model's layout."""
-        if len(X) == 0:
-            return np.empty(0, np.int64), np.empty((0, contract.N_CLASSES), np.float32)
+    def _probe(self) -> None:
+        """Run the fixed probe rows and hold the answers to the whole contract: one label in
+        0..9 and ten probabilities summing to 1 per row. Static checks cannot see a model
+        that fails, or answers nonsense, only when it runs."""
+        n = len(PROBE_ROWS)
+        try:
+            labels, proba = self._session_run(PROBE_ROWS)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{self.display}: fails when run on {n} test rows "
+                             f"({_first_line(exc)})") from None
+        problem = _shape_problem(labels, proba, n) or _label_problem(labels)
+        if problem is None:
+            p = np.asarray(proba, dtype=np.float64)
+            sums = p.sum(axis=1)
+            if not np.isfinite(p).all():
+                problem = "probabilities that are not numbers"
+            elif p.min() < -PROBA_SLACK:
+                problem = f"a probability of {p.min():.3g}"
+            elif np.abs(sums - 1).max() > PROBA_SLACK:
+                worst = sums[np.argmax(np.abs(sums - 1))]
+                problem = f"probabilities of a row sum to {worst:.4g}, not 1"
+        if problem is not None:
+            raise ModelError(f"{self.display}: breaks the model contract on {n} test rows: "
+                             f"{problem}")
+
+    def _session_run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         labels, proba = self._session.run(
             [contract.OUTPUT_LABEL, contract.OUTPUT_PROBA], {contract.INPUT_NAME: X}
         )
+        return np.asarray(labels), np.asarray(proba)
+
+    def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities) for float32 rows already in the model's layout.
+
+        Every batch is checked at the cost of a few reductions: as many labels and rows of
+        probabilities as rows, labels in 0..9, probabilities that are numbers.
+        """
+        n = len(X)
+        if n == 0:
+            return np.empty(0, np.int64), np.empty((0, contract.N_CLASSES), np.float32)
+        try:
+            labels, proba = self._session_run(X)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{self.display}: failed on a batch of {n} rows "
+                             f"({_first_line(exc)})") from None
+        problem = _shape_problem(labels, proba, n)
+        if problem is not None:
+            raise ModelError(f"{self.display}: returned {problem} for a batch of {n} rows")
+        problem = _label_problem(labels)
+        if problem is not None:
+            raise ModelError(f"{self.display}: returned {problem.replace(' outside', ', outside')}")
+        if not np.isfinite(proba.sum()):
+            bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+            raise ModelError(
+                f"{self.display}: returned probabilities that are not numbers for {len(bad)} "
+                f"of {n} rows (row {bad[0]} of the batch); values far outside "
+                f"{contract.FEATURE_MIN:g}..{contract.FEATURE_MAX:g} overflow the model: use "
+                "--strict to reject them"
+            )
         return labels, proba
 
     def predict(self, X: object) -> np.ndarray:

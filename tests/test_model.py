@@ -159,3 +159,201 @@ def test_bundled_model_loads_with_its_manifest_and_metadata():
     assert model.path == bundled_model_path()
     assert model.sha256 == model.manifest["model"]["sha256"]
     assert model.metadata["recipe"] == model.manifest["recipe"]
+
+
+# -- models that load but break the contract when run ----------------------------------------
+
+def _graph_model(nodes, initializers, *, label_shape=("N",), proba_shape=("N", 10)):
+    """A model of X [N, 64] -> label, probabilities built from ``nodes``."""
+    graph = helper.make_graph(
+        nodes, "digits",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, list(label_shape)),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, list(proba_shape))],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", contract.OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def _linear(scores_to_proba=None, label_from=None, extra_nodes=(), extra_init=()):
+    """X @ W + b -> scores; probabilities and label from the given nodes (softmax, argmax
+    by default)."""
+    from tests.model_factory import random_weights
+
+    W, b = random_weights()
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["xw"]),
+             helper.make_node("Add", ["xw", "b"], ["scores"]), *extra_nodes]
+    nodes += scores_to_proba or [helper.make_node("Softmax", ["scores"], ["probabilities"],
+                                                  axis=1)]
+    nodes += label_from or [helper.make_node("ArgMax", ["scores"], ["label"], axis=1,
+                                             keepdims=0)]
+    init = [onnx.numpy_helper.from_array(W, "W"), onnx.numpy_helper.from_array(b, "b"),
+            *extra_init]
+    return _graph_model(nodes, init)
+
+
+def _const(name, value):
+    return onnx.numpy_helper.from_array(np.asarray(value), name)
+
+
+BROKEN_AT_LOAD = [
+    ("a broadcast that fails", _linear(
+        extra_nodes=[helper.make_node("Add", ["scores", "bias3"], ["scores3"])],
+        scores_to_proba=[helper.make_node("Softmax", ["scores3"], ["probabilities"], axis=1)],
+        extra_init=[_const("bias3", np.zeros((3, 10), np.float32))]),
+     r"fails when run on 8 test rows \(.*"),
+    ("a huge allocation", _linear(
+        extra_nodes=[helper.make_node("ConstantOfShape", ["huge"], ["big"]),
+                     helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+                     helper.make_node("Add", ["scores", "total"], ["scores2"])],
+        scores_to_proba=[helper.make_node("Softmax", ["scores2"], ["probabilities"], axis=1)],
+        extra_init=[_const("huge", np.array([1 << 40, 1 << 20], np.int64))]),
+     r"fails when run on 8 test rows \(.*"),
+    ("one label for all rows", _linear(
+        label_from=[helper.make_node("ArgMax", ["scores"], ["l2"], axis=1, keepdims=0),
+                    helper.make_node("Slice", ["l2", "zero", "one"], ["label"])],
+        extra_init=[_const("zero", np.array([0])), _const("one", np.array([1]))]),
+     r"breaks the model contract on 8 test rows: 1 labels and 8 rows of probabilities"),
+    ("labels beyond 9", _linear(
+        label_from=[helper.make_node("ArgMax", ["scores"], ["l2"], axis=1, keepdims=0),
+                    helper.make_node("Add", ["l2", "ten"], ["label"])],
+        extra_init=[_const("ten", np.array(10, np.int64))]),
+     r"breaks the model contract on 8 test rows: label 1\d outside 0..9"),
+    ("negative labels", _linear(
+        label_from=[helper.make_node("ArgMax", ["scores"], ["l2"], axis=1, keepdims=0),
+                    helper.make_node("Sub", ["l2", "ten"], ["label"])],
+        extra_init=[_const("ten", np.array(10, np.int64))]),
+     r"breaks the model contract on 8 test rows: label -\d+ outside 0..9"),
+    ("NaN probabilities", _linear(
+        scores_to_proba=[helper.make_node("Softmax", ["scores"], ["p"], axis=1),
+                         helper.make_node("Mul", ["p", "nan"], ["probabilities"])],
+        extra_init=[_const("nan", np.array(np.nan, np.float32))]),
+     r"breaks the model contract on 8 test rows: probabilities that are not numbers"),
+    ("probabilities that do not sum to 1", _linear(
+        scores_to_proba=[helper.make_node("Sigmoid", ["scores"], ["probabilities"])]),
+     r"breaks the model contract on 8 test rows: probabilities of a row sum to \d+(\.\d+)?, "
+     r"not 1"),
+    ("negative probabilities", _linear(
+        scores_to_proba=[helper.make_node("Softmax", ["scores"], ["p"], axis=1),
+                         helper.make_node("Sub", ["p", "tenth"], ["probabilities"]),
+                         ],
+        extra_init=[_const("tenth", np.array(0.1, np.float32))]),
+     r"breaks the model contract on 8 test rows: a probability of -0\.\d+"),
+]
+
+
+@pytest.mark.parametrize(("what", "model", "message"), BROKEN_AT_LOAD,
+                         ids=[c[0] for c in BROKEN_AT_LOAD])
+def test_a_model_that_breaks_the_contract_when_run_is_refused_at_load(tmp_path, what, model,
+                                                                      message):
+    """These passed every static check and failed (or answered nonsense) only on data."""
+    path = write_model(tmp_path, model)
+    with pytest.raises(ModelError, match=rf"^{tmp_path}/model.onnx: {message}$") as info:
+        Model.load(path)
+    assert "\n" not in str(info.value)
+
+
+BROKEN_ON_SOME_BATCHES = [
+    ("a broadcast that fits only the test rows", _linear(
+        extra_nodes=[helper.make_node("Add", ["scores", "bias8"], ["scores8"])],
+        scores_to_proba=[helper.make_node("Softmax", ["scores8"], ["probabilities"], axis=1)],
+        extra_init=[_const("bias8", np.zeros((8, 10), np.float32))]),
+     r"failed on a batch of 20 rows \(.*"),
+    ("at most 8 labels", _linear(
+        label_from=[helper.make_node("ArgMax", ["scores"], ["l2"], axis=1, keepdims=0),
+                    helper.make_node("Slice", ["l2", "zero", "eight"], ["label"])],
+        extra_init=[_const("zero", np.array([0])), _const("eight", np.array([8]))]),
+     r"returned 8 labels and 20 rows of probabilities for a batch of 20 rows"),
+    ("labels beyond 9 for large inputs", _linear(
+        label_from=[helper.make_node("ArgMax", ["scores"], ["l2"], axis=1, keepdims=0),
+                    helper.make_node("ReduceMax", ["X"], ["m"], axes=[1], keepdims=0),
+                    helper.make_node("Greater", ["m", "hundred"], ["big"]),
+                    helper.make_node("Cast", ["big"], ["bigi"], to=TensorProto.INT64),
+                    helper.make_node("Mul", ["bigi", "ten"], ["shift"]),
+                    helper.make_node("Add", ["l2", "shift"], ["label"])],
+        extra_init=[_const("hundred", np.array(100.0, np.float32)),
+                    _const("ten", np.array(10, np.int64))]),
+     r"returned label 1\d, outside 0..9"),
+]
+
+
+@pytest.mark.parametrize(("what", "model", "message"), BROKEN_ON_SOME_BATCHES,
+                         ids=[c[0] for c in BROKEN_ON_SOME_BATCHES])
+def test_every_batch_is_checked_cheaply(tmp_path, what, model, message):
+    path = write_model(tmp_path, model)
+    loaded = Model.load(path)
+    X = np.full((20, 64), 200.0, np.float32)
+    with pytest.raises(ModelError, match=rf"^{tmp_path}/model.onnx: {message}$"):
+        loaded.run(X)
+
+
+def test_non_finite_probabilities_on_extreme_rows_are_an_error_not_a_nan(model):
+    """The bundled model's softmax gives NaN for rows of -3e38: never a silent NaN."""
+    bundled = Model.load()
+    X = np.zeros((3, 64), np.float32)
+    X[1] = -3e38
+    with pytest.raises(ModelError, match=r"probabilities that are not numbers for 1 of 3 rows "
+                                         r"\(row 1 of the batch\); values far outside 0..16 "
+                                         r"overflow the "
+                                         r"model: use --strict to reject them"):
+        bundled.run(X)
+
+
+MANIFESTS = [
+    (b'{"model": {"sha256": 123}}', "not a valid model manifest: model.sha256 must be 64 "
+     "hexadecimal digits"),
+    (b'{"model": {"sha256": null}}', "not a valid model manifest: model.sha256 must be 64 "
+     "hexadecimal digits"),
+    (b'{"model": {"sha256": ["a"]}}', "not a valid model manifest: model.sha256 must be 64 "
+     "hexadecimal digits"),
+    (b'{"model": {"sha256": "abc"}}', "not a valid model manifest: model.sha256 must be 64 "
+     "hexadecimal digits"),
+    (b'{"model": []}', "not a valid model manifest"),
+    (b"[1, 2]", "not a valid model manifest"),
+    (b'{"model": {"sha256": "\xff\xfe"}}', "not a valid model manifest: it is not UTF-8 text"),
+    (b"\xff\xfe\x00{", "not a valid model manifest: it is not UTF-8 text"),
+    (b"[" * 100_000, "not a valid model manifest"),
+    (b'{"model": {"sha256": "' + b"a" * 64 + b'"}}' + b" " * (2 << 20),
+     "not a valid model manifest: it is larger than 1 MiB"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MANIFESTS)
+def test_a_broken_manifest_is_a_model_error(tmp_path, text, message):
+    path = write_model(tmp_path)
+    (tmp_path / "model.json").write_bytes(text)
+    with pytest.raises(ModelError) as info:
+        Model.load(path)
+    assert str(info.value) == f"{tmp_path}/model.json: {message}"
+
+
+def test_a_directory_or_a_pipe_in_place_of_the_manifest(tmp_path):
+    import os
+
+    path = write_model(tmp_path)
+    (tmp_path / "model.json").unlink()
+    (tmp_path / "model.json").mkdir()
+    with pytest.raises(ModelError, match=r"model.json: is not a regular file"):
+        Model.load(path)
+    (tmp_path / "model.json").rmdir()
+    os.mkfifo(tmp_path / "model.json")  # reading it would wait forever
+    with pytest.raises(ModelError, match=r"model.json: is not a regular file"):
+        Model.load(path)
+
+
+def test_a_directory_or_a_pipe_in_place_of_the_model(tmp_path):
+    import os
+
+    (tmp_path / "d.onnx").mkdir()
+    with pytest.raises(ModelError, match=r"d.onnx: is not a regular file"):
+        Model.load(tmp_path / "d.onnx", verify_hash=False)
+    os.mkfifo(tmp_path / "p.onnx")
+    with pytest.raises(ModelError, match=r"p.onnx: is not a regular file"):
+        Model.load(tmp_path / "p.onnx", verify_hash=False)
+
+
+def test_the_bundled_and_the_test_models_pass_the_run_checks(model):
+    Model.load()
+    assert model.run(np.full((5, 64), 16, np.float32))[0].shape == (5,)
