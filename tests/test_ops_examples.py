@@ -83,7 +83,7 @@ def digits_args(command: str) -> list[str]:
     return [a.rstrip(";") for a in args]
 
 
-# -- running them here ------------------------------------------------------------------------------
+# -- running them here -----------------------------------------------------------------------------
 
 @pytest.fixture
 def installed(tmp_path, digits_rows):
@@ -203,7 +203,7 @@ def test_a_night_that_finds_the_last_one_still_running_exits_75(installed):
     assert metrics_of(installed)["digits_score_last_run_exit_code"] == 75
 
 
-# -- the systemd units ------------------------------------------------------------------------------
+# -- the systemd units -----------------------------------------------------------------------------
 
 def test_the_service_is_a_hardened_oneshot_where_busy_is_no_failure():
     unit = read_unit(SERVICE)
@@ -304,7 +304,7 @@ def test_the_service_command_runs_as_systemd_runs_it(installed):
         "digits_score_last_success_timestamp_seconds"]
 
 
-# -- the alert rules --------------------------------------------------------------------------------
+# -- the alert rules -------------------------------------------------------------------------------
 
 def test_the_rules_name_only_metrics_the_scorer_writes():
     yaml = pytest.importorskip("yaml")
