@@ -90,7 +90,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
     with contextlib.ExitStack() as stack:
         hold_outputs(stack, plan.pairs, out_dir)
         # The directories' fsyncs, once each before the locks are released: group commit.
-        stack.callback(lambda: [fsync_directory(folder) for folder in sorted(synced)])
+        stack.callback(_fsync_directories, synced)
         for src, dst in plan.pairs:
             done = [0]
 
@@ -114,6 +114,11 @@ def score_files(inputs: list[str], *, output: str | None = None,
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _fsync_directories(folders: set[Path]) -> None:
+    for folder in sorted(folders):
+        fsync_directory(folder)
 
 
 def internal_error(src: str, exc: BaseException) -> InternalError:

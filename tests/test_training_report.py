@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from digits_onnx.inference import contract
-from digits_onnx.training import report
+from digits_onnx.training import figures, report
 from sklearn.metrics import precision_recall_fscore_support
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,14 +58,14 @@ def test_expected_calibration_error():
     proba[:10, 0], proba[:10, 1] = 0.95, 0.05
     proba[10:, 0], proba[10:, 1] = 0.55, 0.45
     y = np.array([0] * 9 + [1] + [0] * 5 + [1] * 5)
-    ece = report.expected_calibration_error(proba, y)
+    ece = figures.expected_calibration_error(proba, y)
     assert ece == pytest.approx(0.5 * 0.05 + 0.5 * 0.05)
-    assert report.expected_calibration_error(np.eye(10), np.arange(10)) == 0.0
+    assert figures.expected_calibration_error(np.eye(10), np.arange(10)) == 0.0
 
 
 def test_card_states_the_calibration_error(trained_recipe):
     proba = trained_recipe.estimator.predict_proba(trained_recipe.split.X_test)
-    ece = report.expected_calibration_error(proba, trained_recipe.split.y_test)
+    ece = figures.expected_calibration_error(proba, trained_recipe.split.y_test)
     assert f"expected calibration error (ECE) is {ece:.4f}" in _readme(trained_recipe)
 
 
@@ -74,7 +74,7 @@ def test_misclassified_captions_carry_the_confidence():
     y_pred = np.array([8, 1, 3])
     proba = np.full((3, 10), 0.01)
     proba[0, 8], proba[2, 3] = 0.62, 0.9049
-    assert report.misclassified_captions(y_true, y_pred, proba) == [
+    assert figures.misclassified_captions(y_true, y_pred, proba) == [
         "pred 8 (0.62)\ntrue 9", "pred 3 (0.90)\ntrue 5"]
 
 
@@ -84,7 +84,7 @@ def test_coefficient_images_are_symmetric_per_class():
     weights[3] *= 100  # one class with far larger weights keeps its own scale
     std = rng.uniform(0, 5, size=64)
     std[0] = 0.0  # a pixel that never varies contributes nothing
-    images, limits = report.coefficient_images(weights, std)
+    images, limits = figures.coefficient_images(weights, std)
     assert images.shape == (10, 8, 8)
     np.testing.assert_allclose(images.reshape(10, 64), weights * std)
     np.testing.assert_allclose(limits, np.abs(weights * std).max(axis=1))
