@@ -204,8 +204,8 @@ def readme_text(
         f"Test rows binned by top probability ({figures.CALIBRATION_BINS} equal-width bins); "
         "a bar is the accuracy in its bin, the diagonal perfect calibration. The top-label "
         f"expected calibration error (ECE) is {ece:.4f}: the row-weighted mean gap between "
-        f"accuracy and confidence over the bins. With {total} rows, most in the top bin, read it as a "
-        "rough check.",
+        f"accuracy and confidence over the bins. With {total} rows, most in the top bin, read "
+        "it as a rough check.",
         "",
         "![Reliability diagram](calibration.png)",
         "",
