@@ -179,8 +179,10 @@ def write_metrics(path: str, summary: BatchSummary, *, started: float,
 
 
 def check_metrics_path(metrics: str | None, summary: str | None) -> None:
-    """The one rule between the two reports that the run's plan does not check: they cannot
-    share stdout."""
+    """The rules of ``--metrics-file`` that the run's plan does not check: a path, and not
+    stdout when the summary goes there."""
+    if metrics == "":
+        raise UsageError("--metrics-file needs a path (or - for stdout)")
     if metrics == STDOUT and summary == STDOUT:
         raise UsageError("the summary and the metrics would both go to stdout; give a file "
                          "for one")
@@ -192,7 +194,7 @@ def metrics_after_failure(path: str, code: int, *, started: float, inputs: Seque
     """The metrics of a run that stopped early (a usage error, a busy lock, an unusable
     model): written unless the path is what the run refused to overwrite, or the summary's
     (which then holds the error). Raises the library's errors when writing fails."""
-    if not report_is_safe(path, inputs, model_path, output, out_dir):
+    if not path or not report_is_safe(path, inputs, model_path, output, out_dir):
         return
     if summary_path is not None and (
             (path == summary_path == STDOUT)

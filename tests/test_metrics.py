@@ -300,6 +300,13 @@ def test_the_summary_and_the_metrics_cannot_both_go_to_stdout(here, model_path, 
     assert not Path("out").exists()
 
 
+def test_an_empty_metrics_path_is_a_usage_error(here, model_path, capsys):
+    assert score(model_path, "in", "--out-dir", "out", "--metrics-file", "") == 2
+    assert capsys.readouterr().err == ("digits-score: error: --metrics-file needs a path (or - "
+                                       "for stdout)\n")
+    assert sorted(os.listdir(".")) == ["in"]
+
+
 def test_the_file_is_replaced_atomically_and_leaves_no_temporary(here, model_path, capsys):
     Path("textfile").mkdir()
     Path("textfile/digits.prom").write_text("old\n")
