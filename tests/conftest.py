@@ -27,6 +27,29 @@ def model(model_path: Path) -> Model:
     return Model.load(model_path)
 
 
+@pytest.fixture
+def here(tmp_path, monkeypatch, digits_rows) -> Path:
+    """A fresh working directory holding one input, in.csv (20 rows with a header)."""
+    from tests.test_cli import csv_text
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.csv").write_text(csv_text(digits_rows[:20]))
+    return tmp_path
+
+
+@pytest.fixture
+def run(model_path, capsys):
+    """Run the CLI in-process with the test model; return (exit code, stdout, stderr lines)."""
+    from digits_onnx.inference.cli import main
+
+    def runner(*args: object) -> tuple[int, str, list[str]]:
+        code = main([*map(str, args), "--model", str(model_path)])
+        out, err = capsys.readouterr()
+        return code, out, err.splitlines()
+
+    return runner
+
+
 @pytest.fixture(scope="session")
 def digits_rows() -> np.ndarray:
     """200 rows of plausible pixel values 0..16 (integers), reproducible."""

@@ -23,13 +23,6 @@ from tests.test_cli import csv_text
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def here(tmp_path, monkeypatch, digits_rows):
-    monkeypatch.chdir(tmp_path)
-    Path("in.csv").write_text(csv_text(digits_rows[:20]))
-    return tmp_path
-
-
 def score(*args: str, model_path: Path, stdin=None, stdout=subprocess.PIPE,
           stderr=subprocess.PIPE, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "digits_onnx.inference", *map(str, args),
