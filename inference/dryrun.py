@@ -29,12 +29,11 @@ from .errors import (
     DigitsError,
     MissingInputError,
     OutputError,
-    UsageError,
 )
 from .fsio import BOOKKEEPING, LOCK_NAME
 from .model import Model
 from .options import ScoreOptions
-from .pipeline import skipped_summary
+from .pipeline import check_source_options, skipped_summary
 from .plan import is_stream, plan_run
 from .readers import STDIN, detect_format
 from .state import same_file
@@ -183,10 +182,7 @@ def step(src: str, dst: str, model: Model, options: ScoreOptions, *,
             with contextlib.suppress(OSError):  # unreadable: the run fails it below
                 if skipped_summary(src, Path(dst), model, options, time.perf_counter()):
                     return Step("skip", src, dst)
-        if (options.read.id_column is not None or options.read.label_column is not None) and (
-                detect_format(src, options.read.input_format) == "npy"):
-            raise UsageError(f"{src}: an NPY file holds only the 64 features; --id-column and "
-                             "--label-column name columns of CSV or Parquet inputs")
+        check_source_options(src, options)
         # Then the run opens the input, and only then tells its format.
         if src != STDIN and not os.access(src, os.R_OK):
             raise MissingInputError(f"{src}: permission denied")
