@@ -17,13 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DigitsError, InternalError, write_error
+from .errors import DigitsError, InternalError
 from .fsio import (
     fsync_directory,
-    is_special,
     output_lock,
     remove_leftovers,
-    write_atomic_bytes,
 )
 from .model import Model
 from .options import ScoreOptions, check_run
@@ -31,7 +29,7 @@ from .pipeline import score_one
 from .plan import hold_outputs, leftover_names, plan_run
 from .readers import STDIN
 from .summary import BatchSummary, FileSummary, failed_summary
-from .writers import STDOUT, stream_sink
+from .writers import STDOUT, write_report
 
 log = logging.getLogger("digits_onnx")
 
@@ -129,20 +127,8 @@ def internal_error(src: str, exc: BaseException) -> InternalError:
 
 
 def write_summary(path: str, summary: BatchSummary) -> None:
-    """Write a run's summary as JSON: to stdout for ``-``, into a device or FIFO as a stream,
-    else atomically (checked by the run's plan, or by :func:`.plan.report_is_safe`)."""
-    data = (json.dumps(summary.to_dict(), indent=2) + "\n").encode()
-    if path == STDOUT or is_special(path):
-        try:
-            sink = stream_sink(path)
-            sink.write(data)
-            sink.flush()
-            if path != STDOUT:
-                sink.close()
-        except OSError as exc:
-            raise write_error(path, exc) from None
-        return
-    write_atomic_bytes(Path(path), data)
+    """Write a run's summary as JSON (see :func:`write_report`)."""
+    write_report(path, (json.dumps(summary.to_dict(), indent=2) + "\n").encode())
 
 
 def _progress_bar(files: list[str], enabled: bool | None) -> Any:

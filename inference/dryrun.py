@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import os
 import stat
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,10 +32,9 @@ from .errors import (
 from .fsio import BOOKKEEPING, LOCK_NAME
 from .model import Model
 from .options import ScoreOptions
-from .pipeline import check_source_options, skipped_summary
+from .pipeline import check_input, check_source_options, skipped_summary
 from .plan import is_stream, plan_run
 from .readers import STDIN, detect_format
-from .state import same_file
 from .summary import BatchSummary, FileSummary
 from .writers import STDOUT
 
@@ -172,12 +170,7 @@ def step(src: str, dst: str, model: Model, options: ScoreOptions, *,
     (:func:`.pipeline.score_one`), in its order."""
     streamed = is_stream(dst)
     try:
-        if not streamed and same_file(src, Path(dst)):
-            raise OutputError(f"{dst}: the output would overwrite its own input")
-        if src != STDIN and not os.path.exists(src):
-            raise MissingInputError(f"{src}: no such file")
-        if src == STDIN and sys.stdin is None:
-            raise MissingInputError("<stdin>: stdin is closed; give an input file")
+        check_input(src, dst)
         if not streamed and not force:
             with contextlib.suppress(OSError):  # unreadable: the run fails it below
                 if skipped_summary(src, Path(dst), model, options, time.perf_counter()):

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EXIT_OK, UsageError, write_error
-from .fsio import is_special, read_small_file, write_atomic_bytes
+from .errors import EXIT_OK, UsageError
+from .fsio import is_special, read_small_file
 from .plan import identity, report_is_safe
 from .summary import BatchSummary
-from .writers import STDOUT, stream_sink
+from .writers import STDOUT, write_report
 
 PREFIX = "digits_score_"
 #: Outcomes of a file: they partition the run's files.
@@ -165,17 +165,7 @@ def write_metrics(path: str, summary: BatchSummary, *, started: float,
     previous = Previous() if streamed else read_previous(read_small_file(Path(path)))
     data = render_metrics(summary, started=started,
                           ended=time.time() if ended is None else ended, previous=previous)
-    if not streamed:
-        write_atomic_bytes(Path(path), data)
-        return
-    try:
-        sink = stream_sink(path)
-        sink.write(data)
-        sink.flush()
-        if path != STDOUT:
-            sink.close()
-    except OSError as exc:
-        raise write_error(path, exc) from None
+    write_report(path, data)
 
 
 def check_metrics_path(metrics: str | None, summary: str | None) -> None:

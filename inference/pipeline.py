@@ -78,12 +78,7 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
     """
     started = time.perf_counter()
     streamed = is_stream(dst)
-    if not streamed and same_file(src, Path(dst)):
-        raise OutputError(f"{dst}: the output would overwrite its own input")
-    if src != STDIN and not os.path.exists(src):
-        raise MissingInputError(f"{src}: no such file")
-    if src == STDIN and sys.stdin is None:
-        raise MissingInputError("<stdin>: stdin is closed; give an input file")
+    check_input(src, dst)
     if not streamed and not force:
         skipped = skipped_summary(src, Path(dst), model, options, started, run_id)
         if skipped is not None:
@@ -121,6 +116,16 @@ class Unit:
     digest: str | None
     out: AtomicFile | None
     report: RejectReport
+
+
+def check_input(src: str, dst: str) -> None:
+    """The checks before anything of ``src`` is read: it exists, and it is not ``dst``."""
+    if not is_stream(dst) and same_file(src, Path(dst)):
+        raise OutputError(f"{dst}: the output would overwrite its own input")
+    if src != STDIN and not os.path.exists(src):
+        raise MissingInputError(f"{src}: no such file")
+    if src == STDIN and sys.stdin is None:
+        raise MissingInputError("<stdin>: stdin is closed; give an input file")
 
 
 def check_source_options(src: str, options: ScoreOptions) -> None:

@@ -22,7 +22,7 @@ from .arrow import to_numpy
 from .contract import N_CLASSES
 from .errors import InputDataError, UsageError, WriteError, write_error
 from .formats import output_format_of
-from .fsio import AtomicFile
+from .fsio import AtomicFile, is_special, write_atomic_bytes
 from .readers import Reject
 
 STDOUT = "-"
@@ -336,3 +336,20 @@ class RejectReport:
         if self._out is not None:
             self._out.discard()
             self._out = None
+
+
+def write_report(path: str, data: bytes) -> None:
+    """Write a report (the summary, the metrics): to stdout for ``-``, into a device or FIFO
+    as a stream, else atomically (checked by the run's plan, or by
+    :func:`.plan.report_is_safe`)."""
+    if path == STDOUT or is_special(path):
+        try:
+            sink = stream_sink(path)
+            sink.write(data)
+            sink.flush()
+            if path != STDOUT:
+                sink.close()
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        return
+    write_atomic_bytes(Path(path), data)
