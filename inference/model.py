@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from importlib import resources
 from pathlib import Path
@@ -38,11 +39,26 @@ def _probe_rows() -> np.ndarray:
 
 
 PROBE_ROWS = _probe_rows()
+#: A failing run is reported here, as one line; onnxruntime must not log it on stderr too.
+_RUN_OPTIONS = ort.RunOptions()
+_RUN_OPTIONS.log_severity_level = 4
 
 
 def _first_line(exc: BaseException) -> str:
+    """onnxruntime's message, on one line and without its source locations:
+    ``[ONNXRuntimeError] : 1 : FAIL : ... running Add node ... Status Message: /src/...:583
+    void f(...) Attempting to broadcast ...`` becomes ``Add node: Attempting to broadcast ...``.
+    """
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    node = re.search(r"while running (\w+) node", text)
+    if "Status Message: " in text:
+        text = text.split("Status Message: ", 1)[1]
+        text = re.sub(r"^/\S+:\d+ [^(]*\([^)]*\) ", "", text)
+        if node:
+            text = f"{node.group(1)} node: {text}"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _shape_problem(labels: np.ndarray, proba: np.ndarray, n: int) -> str | None:
@@ -194,14 +210,17 @@ class Model:
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors are reported here, as one line each
         try:
+            # No fallback: onnxruntime would print a banner on stdout and try again.
             self._session = ort.InferenceSession(
-                data, sess_options=options, providers=["CPUExecutionProvider"]
+                data, sess_options=options, providers=["CPUExecutionProvider"],
+                enable_fallback=0,
             )
+            self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{display}: onnxruntime cannot load it ({first})") from None
+            raise ModelError(f"{display}: onnxruntime cannot load it ({_first_line(exc)})"
+                             ) from None
         self._check_contract(display)
         self.display = display
         self._probe()
@@ -280,7 +299,8 @@ class Model:
 
     def _session_run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         labels, proba = self._session.run(
-            [contract.OUTPUT_LABEL, contract.OUTPUT_PROBA], {contract.INPUT_NAME: X}
+            [contract.OUTPUT_LABEL, contract.OUTPUT_PROBA], {contract.INPUT_NAME: X},
+            _RUN_OPTIONS,
         )
         return np.asarray(labels), np.asarray(proba)
 
@@ -338,4 +358,4 @@ class Model:
     @property
     def metadata(self) -> dict[str, str]:
         """The model's ``metadata_props`` (recipe, metrics, versions...)."""
-        return dict(self._session.get_modelmeta().custom_metadata_map)
+        return dict(self._metadata)
