@@ -1,7 +1,9 @@
-"""Coverage-guided fuzzing of the readers (CSV, gzipped CSV, NPY, Parquet) with atheris.
+r"""Coverage-guided fuzzing of the readers (CSV, gzipped CSV, NPY, Parquet, and files whose
+format only their content tells) with atheris.
 
     pip install atheris
-    python fuzz/fuzz_readers.py -max_total_time=600 -rss_limit_mb=2048 fuzz/corpus tests/data/bad
+    python fuzz/fuzz_readers.py -max_total_time=600 -timeout=10 -rss_limit_mb=2048 \
+        fuzz/corpus/readers tests/data/bad
 
 The first input byte picks the format; the rest is the file. Every input must end in a scored
 file or one of the library's own errors (DigitsError): any other exception, a crash, a hang
@@ -21,8 +23,18 @@ import atheris
 with atheris.instrument_imports():
     from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
     from digits_onnx.inference.errors import DigitsError
+    from digits_onnx.inference.readers import (  # noqa: F401 - loaded when a file opens; traced
+        csv,
+        csv_diagnosis,
+        csv_layout,
+        csv_lines,
+        npy,
+        parquet,
+        sniff,
+    )
 
-SUFFIXES = (".csv", ".csv.gz", ".npy", ".parquet", ".tsv")
+#: "" and ".dat" name no format: the content decides (magic bytes, else delimited text).
+SUFFIXES = (".csv", ".csv.gz", ".npy", ".parquet", ".tsv", "", ".dat")
 MODEL = Model.load()
 FOLDER = Path(tempfile.mkdtemp(prefix="digits-fuzz-", dir="/dev/shm" if os.path.isdir(
     "/dev/shm") else None))

@@ -1,8 +1,11 @@
-"""Property-based fuzzing of the CSV and NPY readers through the whole scoring path.
+"""Property-based fuzzing of the CSV, NPY and Parquet readers through the whole scoring
+path, and of the model loader.
 
 Whatever the bytes, scoring ends in a complete output (every row scored or rejected) or in
 one of the library's own errors with no output; never another exception, a hang (each example
 has a deadline) or unbounded memory (peak RSS and Arrow's pool are checked after the run).
+A mutated model either loads and answers within the contract or is refused with a
+ModelError; nothing is printed.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from digits_onnx.inference import ReadOptions, ScoreOptions, score_file
-from digits_onnx.inference.errors import DigitsError
+from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
+from digits_onnx.inference.errors import DigitsError, ModelError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,3 +160,132 @@ def test_arbitrary_bytes_as_npy(model, data):
 @given(data=mutated_npy())
 def test_mutated_npy(model, data):
     _score(model, data, ".npy")
+
+
+@FUZZ
+@given(data=st.binary(max_size=2000), suffix=st.sampled_from(["", ".dat", ".data"]))
+def test_arbitrary_bytes_of_unknown_format(model, data, suffix):
+    """No extension: the content decides (magic bytes, else delimited text, else refused)."""
+    _score(model, data, suffix)
+
+
+# -- Parquet ---------------------------------------------------------------------------------
+
+def _parquet(table: pa.Table, **options) -> bytes:
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink, **options)
+    return sink.getvalue()
+
+
+def _parquet_table(n: int, *, extra: bool = False, nulls: bool = False) -> pa.Table:
+    X = (np.arange(n * 64, dtype=np.float64).reshape(n, 64) * 7) % 17
+    columns = {f"c{k}": pa.array(X[:, k], mask=(np.arange(n) % 3 == 0) if nulls and k == 5
+                                 else None) for k in range(64)}
+    if extra:
+        columns["id"] = pa.array([f"r{i}" for i in range(n)])
+        columns["label"] = pa.array(np.arange(n) % 10)
+    return pa.table(columns)
+
+
+VALID_PARQUET = [
+    (_parquet(_parquet_table(3)), {}),
+    (_parquet(_parquet_table(7, extra=True), row_group_size=2, compression="zstd"),
+     {"id_column": "id", "label_column": "label"}),
+    (_parquet(_parquet_table(5, nulls=True), compression="none", write_page_checksum=True),
+     {}),
+    (_parquet(_parquet_table(4, extra=True), use_dictionary=False, data_page_size=64),
+     {"label_column": "label"}),
+]
+
+
+@st.composite
+def mutated_parquet(draw) -> tuple[bytes, dict]:
+    data, read = draw(st.sampled_from(VALID_PARQUET))
+    data = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(["flip", "flip", "cut", "insert", "footer", "tail"]))
+        if action == "flip" and data:
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] = draw(st.integers(0, 255))
+        elif action == "cut":
+            del data[draw(st.integers(0, len(data))):]
+        elif action == "insert":
+            i = draw(st.integers(0, len(data)))
+            data[i:i] = draw(st.binary(min_size=1, max_size=16))
+        elif action == "footer" and len(data) >= 8:  # the footer's length lies
+            data[-8:-4] = draw(st.integers(0, 2**32 - 1)).to_bytes(4, "little")
+        elif action == "tail" and len(data) > 12:  # a byte of the footer itself
+            size = int.from_bytes(data[-8:-4], "little")
+            start = max(4, len(data) - 8 - min(size, len(data)))
+            if start < len(data) - 8:
+                i = draw(st.integers(start, len(data) - 9))
+                data[i] = draw(st.integers(0, 255))
+    return bytes(data), read
+
+
+@FUZZ
+@given(case=mutated_parquet(), on_error=st.sampled_from(["skip", "fail"]))
+def test_mutated_parquet(model, case, on_error):
+    data, read = case
+    _score(model, data, ".parquet", on_error, **read)
+
+
+@FUZZ
+@given(data=st.binary(max_size=2000))
+def test_arbitrary_bytes_as_parquet(model, data):
+    _score(model, b"PAR1" + data + b"PAR1", ".parquet")
+
+
+# -- the model loader ------------------------------------------------------------------------
+
+def _small_model() -> bytes:
+    from tests.model_factory import build_model
+
+    return build_model().SerializeToString()
+
+
+SMALL_MODEL = _small_model()
+PROBE = np.tile(np.arange(64, dtype=np.float32) % 17, (5, 1))
+
+
+@st.composite
+def mutated_model(draw) -> bytes:
+    data = bytearray(SMALL_MODEL)
+    for _ in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(["flip", "flip", "cut", "insert", "repeat"]))
+        if action == "flip" and data:
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] = draw(st.integers(0, 255))
+        elif action == "cut":
+            del data[draw(st.integers(0, len(data))):]
+        elif action == "insert":
+            i = draw(st.integers(0, len(data)))
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        elif action == "repeat" and data:
+            i = draw(st.integers(0, len(data) - 1))
+            j = draw(st.integers(i, min(len(data), i + 64)))
+            data[i:i] = data[i:j]
+    return bytes(data)
+
+
+def test_mutated_models_load_within_the_contract_or_are_refused(capfd):
+    """Each mutation loads and answers within the contract, or is a one-line ModelError;
+    onnxruntime prints nothing on stdout or stderr (it printed a banner and retried)."""
+
+    @FUZZ
+    @given(data=mutated_model())
+    def one(data: bytes) -> None:
+        try:
+            loaded = Model(data, verify_hash=False)
+            labels, proba = loaded.run(PROBE)
+        except ModelError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert labels.shape == (5,) and proba.shape == (5, 10)
+            assert labels.min() >= 0 and labels.max() <= 9
+            repr(loaded)
+
+    one()
+    assert capfd.readouterr() == ("", ""), "the model loader printed something"

@@ -275,7 +275,8 @@ class ParquetSource(Source):
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text).rstrip(": ")
 
 
 def _short(token: Any, limit: int = 40) -> str:
