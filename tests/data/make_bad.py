@@ -77,6 +77,7 @@ def npy_files() -> dict[str, bytes]:
         "npy_inf.npy": _npy(with_inf),
         "npy_header_overruns_file.npy": b"\x93NUMPY\x01\x00" + (60000).to_bytes(2, "little")
         + b"{'descr'",
+        "sniffed_npy_nan.dat": _npy(with_nan),
     }
 
 
@@ -110,6 +111,22 @@ def csv_files() -> dict[str, bytes]:
     out["csv_latin1_data.csv"] = (HEADER + "\n" + rows[0] + "\n" + "\xe9"
                                   + rows[1][1:] + "\n").encode("latin1")
     out["csv_binary.csv"] = bytes(np.random.default_rng(7).integers(0, 256, 3000, np.uint8))
+    # A headerless file whose first row has one bad token: a header or a bad row?
+    out["csv_first_row_one_bad_token.csv"] = ("\n".join(
+        [rows[0].replace("6", "O", 1), *rows[1:]]) + "\n").encode()
+    # pandas' header for an unnamed frame: the column indexes, a header, not a row.
+    index_header = ",".join(str(k) for k in range(64))
+    out["csv_index_header.csv"] = ("\n".join(
+        [index_header, rows[0], rows[1].replace("5", "x", 1), rows[2]]) + "\n").encode()
+    # More blank lines before the header than the sniffer reads ahead (they gave "empty").
+    out["csv_blank_lines_before_header.csv"] = ("\n" * 70_000 + "\n".join(
+        [HEADER, rows[0], rows[1].replace("6", "six", 1)]) + "\n").encode()
+    # 2M bad lines in 4 kB: diagnosed in bulk, not one line at a time.
+    out["csv_2m_bad_lines.csv.gz"] = gzip.compress(
+        (HEADER + "\n").encode() + b"x\n" * 2_000_000, mtime=0)
+    # No extension that names a format: the content decides.
+    out["sniffed_csv_word.data"] = out["csv_word.csv"]
+    out["unknown_format.dat"] = b"Nightly digits drop.\nAsk the data team before editing.\n"
     whole = gzip.compress(out["csv_word.csv"].replace(b"six", b"6"), mtime=0)
     out["csv_truncated.csv.gz"] = whole[: len(whole) // 2]
     out["csv_fake.csv.gz"] = b"this is not gzip at all\n"
@@ -120,19 +137,59 @@ def parquet_files() -> dict[str, bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def parquet(table) -> bytes:
+    def parquet(table, **options) -> bytes:
         sink = io.BytesIO()
-        pq.write_table(table, sink)
+        pq.write_table(table, sink, **options)
         return sink.getvalue()
 
     narrow = pa.table({f"c{k}": pa.array([1.0, 2.0]) for k in range(63)})
     text = pa.table({f"c{k}": pa.array(["1", "x"] if k == 5 else [1.0, 2.0])
                      for k in range(64)})
+    X = (np.arange(4 * 64, dtype=np.float64).reshape(4, 64) * 5) % 17
+    features = {f"c{k}": pa.array(X[:, k]) for k in range(64)}
+
+    def with_column(name: str, values) -> bytes:
+        return parquet(pa.table({**features, name: values}))
+
+    overflow = dict(features, c3=pa.array([1.0, 1e39, 2.0, 3.0]))
+    nulls = dict(features, c0=pa.array([1.0, None, 2.0, None]))
+    big = np.resize(X, (1000, 64))
+    table_1000 = pa.table({f"c{k}": pa.array(big[:, k]) for k in range(64)})
+    rows_1000 = parquet(table_1000)
+    checked = parquet(table_1000, write_page_checksum=True)
+    # The footer's own row count (thrift field 3, zigzag varint 2000) says 2000 rows.
+    footer_lies = _patched_footer(rows_1000, b"\x16\xd0\x0f", b"\x16\xa0\x1f")
+    accented = parquet(pa.table({f"\u00e9{k}": features[f"c{k}"] for k in range(64)}))
     return {
         "parquet_fake.parquet": b"PAR1 not really parquet PAR1",
         "parquet_63_columns.parquet": parquet(narrow),
         "parquet_text_column.parquet": parquet(text),
+        "parquet_float32_overflow.parquet": parquet(pa.table(overflow)),
+        "parquet_nulls.parquet": parquet(pa.table(nulls)),
+        "parquet_label_float.parquet": with_column("label", pa.array([1.0, 2.5, 3.0, 4.0])),
+        "parquet_label_text.parquet": with_column("label", pa.array(["1", "seven", "3", "4"])),
+        "parquet_label_list.parquet": with_column("label", pa.array([[1], [2], [3], [4]])),
+        "parquet_id_struct.parquet": with_column("id", pa.array([{"a": i} for i in range(4)])),
+        "parquet_id_not_utf8.parquet": with_column("id", pa.array([b"a", b"\xff", b"c", b"d"])),
+        "parquet_footer_rows_lie.parquet": footer_lies,
+        "parquet_name_not_utf8.parquet": accented.replace("\u00e90".encode(), b"\xe9\xff0"),
+        # One flipped byte in a page's data (caught by its checksum) and in a page header.
+        "parquet_corrupt_page_data.parquet": _flip(checked, 30),
+        "parquet_corrupt_page_header.parquet": _flip(checked, 400),
+        "parquet_sniffed_63_columns": parquet(narrow),
     }
+
+
+def _patched_footer(data: bytes, old: bytes, new: bytes) -> bytes:
+    """A Parquet file with the first ``old`` in its footer replaced by ``new``."""
+    size = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - size
+    footer = data[start:-8].replace(old, new, 1)
+    return data[:start] + footer + len(footer).to_bytes(4, "little") + b"PAR1"
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
 
 
 def model_files() -> dict[str, bytes]:
@@ -147,12 +204,74 @@ def model_files() -> dict[str, bytes]:
         del tensor.external_data[:]
         tensor.external_data.add(key="location", value="weights.bin")
     return {
+        **broken_models(),
         "model_truncated.onnx": good[: len(good) // 2],
         "model_not_onnx.onnx": b"this is a text file, not a model\n",
         "model_external_data.onnx": external.SerializeToString(),
         "model_ml_domain.onnx": build_model(foreign_node=True).SerializeToString(),
         "model_wrong_input_shape.onnx": build_model(input_width=63).SerializeToString(),
         "model_hash_mismatch.onnx": good,
+    }
+
+
+def _linear_model(proba_nodes=None, label_nodes=None, extra_nodes=(), extra_init=()):
+    """X @ W + b -> scores; probabilities and label from the given nodes (softmax and argmax
+    by default): models that pass every static check."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.model_factory import random_weights
+
+    W, b = random_weights()
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["xw"]),
+             helper.make_node("Add", ["xw", "b"], ["scores"]), *extra_nodes]
+    nodes += proba_nodes or [helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1)]
+    nodes += label_nodes or [helper.make_node("ArgMax", ["scores"], ["label"], axis=1,
+                                              keepdims=0)]
+    graph = helper.make_graph(
+        nodes, "digits",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b"),
+                     *[numpy_helper.from_array(np.asarray(v), k) for k, v in extra_init]],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="digits-tests")
+    model.ir_version = 8
+    assert isinstance(model, onnx.ModelProto)
+    return model.SerializeToString()
+
+
+def broken_models() -> dict[str, bytes]:
+    """Models that load and pass the static checks, then break the contract when run."""
+    from onnx import helper
+
+    node = helper.make_node
+    argmax = node("ArgMax", ["scores"], ["l2"], axis=1, keepdims=0)
+    return {
+        "model_broadcast_fails.onnx": _linear_model(
+            [node("Softmax", ["s3"], ["probabilities"], axis=1)],
+            extra_nodes=[node("Add", ["scores", "bias3"], ["s3"])],
+            extra_init=[("bias3", np.zeros((3, 10), np.float32))]),
+        "model_huge_allocation.onnx": _linear_model(
+            [node("Softmax", ["s2"], ["probabilities"], axis=1)],
+            extra_nodes=[node("ConstantOfShape", ["huge"], ["big"]),
+                         node("ReduceSum", ["big"], ["total"], keepdims=0),
+                         node("Add", ["scores", "total"], ["s2"])],
+            extra_init=[("huge", np.array([1 << 40, 1 << 20], np.int64))]),
+        "model_one_label.onnx": _linear_model(
+            label_nodes=[argmax, node("Slice", ["l2", "zero", "one"], ["label"])],
+            extra_init=[("zero", np.array([0])), ("one", np.array([1]))]),
+        "model_labels_beyond_9.onnx": _linear_model(
+            label_nodes=[argmax, node("Add", ["l2", "ten"], ["label"])],
+            extra_init=[("ten", np.array(10, np.int64))]),
+        "model_nan_probabilities.onnx": _linear_model(
+            [node("Softmax", ["scores"], ["p"], axis=1), node("Mul", ["p", "nan"],
+                                                              ["probabilities"])],
+            extra_init=[("nan", np.array(np.nan, np.float32))]),
+        "model_probabilities_not_summing_to_1.onnx": _linear_model(
+            [node("Sigmoid", ["scores"], ["probabilities"])]),
     }
 
 
