@@ -170,8 +170,6 @@ def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
         if before is not None and changed(src, before):
             raise InputChangedError(f"{src}: the file changed while it was being scored; "
                                     "run again")
-        if tally.rows == 0:
-            raise InputDataError(f"{display}: the file has no data rows")
         sha256 = digest()
     except (InputDataError, ReadError) as exc:
         abandon(writer, out, report)

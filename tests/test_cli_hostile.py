@@ -332,3 +332,31 @@ def test_npy_to_stdout_streams_in_bounded_memory(here, model_path, tmp_path):
     assert len(out) == len(X) and out.dtype.names[:3] == ("row", "label", "confidence")
     # The output is 1.5M x 56 bytes = 84 MB; a whole-array buffer would add it to the peak.
     assert peak_mb < 300, peak_mb
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl", "npy"])
+def test_a_header_only_csv_is_a_file_of_no_rows(here, model_path, capsys, fmt):
+    """Nothing came in tonight: an empty output with its header, exit 0."""
+    Path("empty.csv").write_text(Path("in.csv").read_text().splitlines()[0] + "\n")
+    code = main(["empty.csv", "-o", f"out.{fmt}", "--model", str(model_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.startswith("scored empty.csv -> out.") and ": 0 rows, 0 rejected" in err
+    if fmt == "csv":
+        assert Path("out.csv").read_text() == "row,label,confidence\n"
+    elif fmt == "npy":
+        assert np.load("out.npy").shape == (0,)
+    elif fmt == "jsonl":
+        assert Path("out.jsonl").read_text() == ""
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table("out.parquet")
+        assert table.num_rows == 0 and table.column_names == ["row", "label", "confidence"]
+
+
+@pytest.mark.parametrize("shape", [(0, 64), (0, 8, 8)])
+def test_an_npy_of_no_rows_is_a_file_of_no_rows(here, model_path, capsys, shape):
+    np.save("empty.npy", np.zeros(shape, np.float32))
+    assert main(["empty.npy", "-o", "out.csv", "--model", str(model_path)]) == 0
+    assert Path("out.csv").read_text() == "row,label,confidence\n"

@@ -43,7 +43,6 @@ INPUT_CASES = [
     ("csv_empty_cell.csv", "", 65, "csv_empty_cell.csv: line 3, column 31 (pixel_3_6): empty cell"),
     ("csv_fake.csv.gz", "", 65,
      "csv_fake.csv.gz: not a valid gzip file (Not a gzipped file (b'th'))"),
-    ("csv_header_only.csv", "", 65, "csv_header_only.csv: the file has no data rows"),
     ("csv_inf.csv", "", 65, "csv_inf.csv: line 3, column 64 (pixel_7_7): 'inf' is infinite"),
     ("csv_label_not_integer.csv", "--label-column label", 65,
      "csv_label_not_integer.csv: line 3, column 65 (label): label 'seven' is not an "

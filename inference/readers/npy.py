@@ -142,8 +142,6 @@ class NpySource(Source):
                 f"the file has {self.size - expected} bytes after the array it declares; "
                 "it may hold several arrays, which is not supported"
             )
-        if self.n_rows == 0:
-            raise self._fail("the array has no rows")
 
     def _read_header(self, version: tuple[int, int], raw: bytes,
                      start: int) -> tuple[tuple[int, ...], bool, np.dtype]:
