@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..arrow import from_numpy, to_numpy
 from ..contract import N_FEATURES
@@ -249,6 +248,8 @@ class ParquetSource(Source):
                            for r in np.flatnonzero(~whole & ~null).tolist())
             labels = np.where(whole, values, 0).astype(np.int64)
         else:
+            import pyarrow.compute as pc  # labels as text are rare: keep it off every start
+
             text = self._text(col, i, "label", problems)
             cells = pc.utf8_trim(text.fill_null(""), characters=" \t")
             ok, parsed = castable(cells, pa.int64(), INT_PATTERN)
