@@ -103,8 +103,6 @@ class ParquetSource(Source):
         if self.n_rows != held:
             raise self._fail(f"the footer declares {self.n_rows} rows but its row groups "
                              f"hold {held}; the file is corrupt")
-        if self.n_rows == 0:
-            raise self._fail("the file has no rows")
         wanted = sorted(i for i in (*self.feature_columns, self.id_idx, self.label_idx)
                         if i is not None)
         if len(set(names)) == len(names):
