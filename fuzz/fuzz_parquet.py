@@ -9,7 +9,8 @@ compressed, with checksums, several row groups, nulls, id and label columns of s
 written into the first corpus folder when it is empty, plus the hostile corpus's Parquet
 files; libFuzzer then flips, cuts and splices them. Every input must end in a scored file or
 one of the library's own errors (DigitsError); anything else, a crash, a hang or memory
-beyond -rss_limit_mb is a finding saved as crash-*/timeout-*/oom-*.
+beyond -rss_limit_mb is a finding saved as crash-*/timeout-*/oom-*. The first byte picks the
+id and label options, --on-error, and whether row groups are read whole or in pieces.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ import pyarrow.parquet as pq
 with atheris.instrument_imports():
     from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
     from digits_onnx.inference.errors import DigitsError
-    from digits_onnx.inference.readers import csv_diagnosis, parquet  # noqa: F401 - traced
+    from digits_onnx.inference.readers import (  # noqa: F401 - traced
+        csv_diagnosis,
+        parquet,
+        parquet_pages,
+    )
 
 MODEL = Model.load()
+WHOLE = parquet.READ_WHOLE_BYTES
 FOLDER = Path(tempfile.mkdtemp(prefix="digits-fuzz-", dir="/dev/shm" if os.path.isdir(
     "/dev/shm") else None))
 BAD = Path(__file__).resolve().parent.parent / "tests" / "data" / "bad"
@@ -71,6 +77,8 @@ def one_input(data: bytes) -> None:
         return
     options = ScoreOptions(read=READS[data[0] % len(READS)],
                            on_error="skip" if data[0] & 0x80 else "fail")
+    # Bit 6: read row groups in pieces after walking their page headers, as a large one is.
+    parquet.READ_WHOLE_BYTES = 0 if data[0] & 0x40 else WHOLE
     src, dst = FOLDER / "in.parquet", FOLDER / "out.csv"
     src.write_bytes(data[1:])
     try:

@@ -226,10 +226,18 @@ def mutated_parquet(draw) -> tuple[bytes, dict]:
 
 
 @FUZZ
-@given(case=mutated_parquet(), on_error=st.sampled_from(["skip", "fail"]))
-def test_mutated_parquet(model, case, on_error):
+@given(case=mutated_parquet(), on_error=st.sampled_from(["skip", "fail"]),
+       pieces=st.booleans())
+def test_mutated_parquet(model, case, on_error, pieces):
+    """Row groups read whole, or in pieces after their page headers are walked (as a large
+    row group is)."""
+    from unittest import mock
+
+    from digits_onnx.inference.readers import parquet
+
     data, read = case
-    _score(model, data, ".parquet", on_error, **read)
+    with mock.patch.object(parquet, "READ_WHOLE_BYTES", 0 if pieces else parquet.READ_WHOLE_BYTES):
+        _score(model, data, ".parquet", on_error, **read)
 
 
 @FUZZ

@@ -336,3 +336,110 @@ def test_a_parquet_file_on_stdin_is_recognised_and_spooled(tmp_path, digits_rows
                           capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 41
+
+
+# -- large row groups: read in pieces, once their page headers are proven -------------------
+
+@pytest.fixture
+def in_pieces(monkeypatch):
+    """Read every row group as a large one is: column chunks in pieces, pages checked."""
+    from digits_onnx.inference.readers import parquet
+
+    monkeypatch.setattr(parquet, "READ_WHOLE_BYTES", 0)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"compression": "zstd", "row_group_size": 7}, {"write_page_checksum": True},
+    {"use_dictionary": False, "data_page_size": 100, "write_statistics": True},
+    {"data_page_version": "2.0", "compression": "snappy"},
+])
+def test_row_groups_read_in_pieces_read_exactly(tmp_path, digits_rows, in_pieces, options):
+    table = table_of(digits_rows[:50], id=pa.array([f"r{i}" for i in range(50)]),
+                     label=pa.array(np.arange(50) % 10))
+    X, ids, truth, rejects, n = read(write(tmp_path, table, **options), id_column="id",
+                                     label_column="label")
+    assert (n, rejects) == (50, [])
+    np.testing.assert_array_equal(X, digits_rows[:50].astype(np.float32))
+    assert ids == [f"r{i}" for i in range(50)]
+    np.testing.assert_array_equal(truth, np.arange(50) % 10)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def lying_page(digits_rows, claimed: int) -> bytes:
+    """An uncompressed file whose first data page of column c5 claims ``claimed`` bytes."""
+    data = bytearray(parquet_bytes(table_of(digits_rows[:20]), compression="none",
+                                   use_dictionary=False))
+    chunk = pq.ParquetFile(io.BytesIO(bytes(data))).metadata.row_group(0).column(5)
+    at = chunk.data_page_offset
+    # PageHeader: 1 type (0x15 + varint), 2 uncompressed size, 3 compressed size.
+    pos = at + 1
+    while data[pos] & 0x80:
+        pos += 1
+    pos += 1
+    for _ in range(2):  # past field 2, then onto field 3's value
+        assert data[pos] == 0x15
+        pos += 1
+        start = pos
+        while data[pos] & 0x80:
+            pos += 1
+        pos += 1
+    data[start:pos] = _varint(claimed << 1)
+    return bytes(data)
+
+
+def test_a_page_that_claims_more_than_its_chunk_is_refused_before_it_is_read(
+        tmp_path, digits_rows, in_pieces):
+    """Read in pieces, a page header claiming 2 GB in a 30 kB file made Arrow allocate and
+    fill 4 GB before it found the file shorter (found by fuzzing)."""
+    path = tmp_path / "lies.parquet"
+    path.write_bytes(lying_page(digits_rows, 2**31 - 1))
+    with pytest.raises(InputDataError, match=r"lies.parquet: row group 0 is corrupt \(a page "
+                                             r"claims 2147483647 bytes where its column chunk "
+                                             r"has \d+ left\)"):
+        read(path)
+
+
+LIAR = """
+import sys
+from digits_onnx.inference import InputDataError
+from digits_onnx.inference.readers import ReadOptions, open_source, parquet
+parquet.READ_WHOLE_BYTES = 0
+try:
+    source = open_source(sys.argv[1], ReadOptions())
+    sum(b.n_rows for b in source.batches())
+except InputDataError:
+    pass
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
+print(int(hwm.split()[1]) // 1024)
+"""
+
+
+def test_a_lying_page_costs_no_memory(tmp_path, digits_rows):
+    path = tmp_path / "lies.parquet"
+    path.write_bytes(lying_page(digits_rows, 2**31 - 1))
+    out = subprocess.run([sys.executable, "-c", LIAR, str(path)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    assert int(out) < 300, f"peak RSS {out} MB"
+
+
+@pytest.mark.parametrize("flip", range(0, 400, 7))
+def test_the_page_walk_never_fails_otherwise_than_cleanly(tmp_path, digits_rows, in_pieces, flip):
+    data = bytearray(parquet_bytes(table_of(digits_rows[:20]), compression="snappy",
+                                   write_statistics=True))
+    data[4 + flip] ^= 0xA5
+    path = tmp_path / "flipped.parquet"
+    path.write_bytes(bytes(data))
+    try:
+        X, _, _, rejects, n = read(path)
+    except InputDataError as exc:
+        assert str(exc).startswith(f"{path}: ")
+    else:
+        assert n == 20 and len(X) + len(rejects) == 20

@@ -1,5 +1,8 @@
 """Parquet reader: bounded record batches, one row group at a time, columns chosen by name.
 
+A row group is read whole when it is small; a large one a piece of each column chunk at a
+time, once its page headers are proven to fit their chunks (:mod:`.parquet_pages`).
+
 Whatever the file claims is checked against what it holds: the footer's row count against
 the row groups', each row group's against the rows it yields. A corrupt page, a column name
 that is not UTF-8 or an id or label column of a type that cannot be one is an error naming
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,12 +25,17 @@ from ..contract import N_FEATURES
 from ..errors import InputDataError, read_error
 from .base import Batch, Reject, Source, as_feature_matrix, resolve_column, value_problem
 from .csv_diagnosis import INT_PATTERN, castable
+from .parquet_pages import PageError, check_chunk
 from .read_options import ReadOptions
 
 #: Decoded bytes a record batch may take (rows = this / (8 bytes x columns read)): Arrow
 #: holds a few batches while it decodes, so this bounds the reader's memory.
 BATCH_BYTES = 8 << 20
-#: Bytes of a column chunk read from the file at a time (instead of the whole chunk).
+#: A row group whose column chunks take more than this in the file is read a piece of each
+#: chunk at a time, after its page headers are checked (see :mod:`.parquet_pages`); a smaller
+#: one is read whole, which no page header can inflate.
+READ_WHOLE_BYTES = 64 << 20
+#: The piece of a column chunk read at a time.
 BUFFER_BYTES = 1 << 20
 
 
@@ -62,10 +71,11 @@ class ParquetSource(Source):
         self.options = options
         self._stream = stream
         try:
-            self._file = pq.ParquetFile(stream, pre_buffer=False, buffer_size=BUFFER_BYTES,
+            self._file = pq.ParquetFile(stream, pre_buffer=False,
                                         page_checksum_verification=True)
             schema = self._file.schema_arrow
             metadata = self._file.metadata
+            self._buffered = self._buffered_file(stream)
         except UnicodeDecodeError:
             raise self._fail("a column name is not UTF-8 text; save the names as UTF-8") from None
         except OSError as exc:
@@ -113,6 +123,36 @@ class ParquetSource(Source):
             self._columns = None
             self._position = {i: i for i in range(len(names))}
 
+    def _buffered_file(self, stream: io.BufferedIOBase) -> Any:
+        """The same file opened to read column chunks in pieces, when a row group is too
+        large to read whole (None otherwise, or when the stream has no descriptor)."""
+        import pyarrow.parquet as pq
+
+        metadata = self._file.metadata
+        largest = max((sum(metadata.row_group(g).column(c).total_compressed_size
+                           for c in range(metadata.num_columns))
+                       for g in range(metadata.num_row_groups)), default=0)
+        if largest <= READ_WHOLE_BYTES or not hasattr(stream, "fileno"):
+            return None
+        return pq.ParquetFile(stream, metadata=metadata, pre_buffer=False,
+                              buffer_size=BUFFER_BYTES, page_checksum_verification=True)
+
+    def _check_pages(self, group: int) -> None:
+        """Prove every page of a row group read in pieces lies within its column chunk."""
+        metadata = self._file.metadata
+        row_group = metadata.row_group(group)
+        fd = self._stream.fileno()
+        size = os.fstat(fd).st_size
+        for c in range(metadata.num_columns):
+            chunk = row_group.column(c)
+            start = chunk.data_page_offset
+            if chunk.dictionary_page_offset is not None:
+                start = min(start, chunk.dictionary_page_offset)
+            try:
+                check_chunk(fd, start, chunk.total_compressed_size, size)
+            except PageError as exc:
+                raise self._fail(f"row group {group} is corrupt ({exc})") from None
+
     def _fail(self, message: str) -> InputDataError:
         return InputDataError(f"{self.display}: {message}")
 
@@ -129,8 +169,12 @@ class ParquetSource(Source):
         first = 0
         for group in range(metadata.num_row_groups):
             declared, held = metadata.row_group(group).num_rows, 0
-            batches = self._file.iter_batches(batch_size=rows, row_groups=[group],
-                                              columns=self._columns, use_threads=True)
+            reader = self._file
+            if self._buffered is not None:
+                self._check_pages(group)
+                reader = self._buffered
+            batches = reader.iter_batches(batch_size=rows, row_groups=[group],
+                                          columns=self._columns, use_threads=True)
             while True:
                 try:
                     rb = next(batches, None)
