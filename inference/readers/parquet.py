@@ -146,7 +146,7 @@ class ParquetSource(Source):
         for c in range(metadata.num_columns):
             chunk = row_group.column(c)
             start = chunk.data_page_offset
-            if chunk.dictionary_page_offset is not None:
+            if chunk.dictionary_page_offset:  # some writers put 0 for "none"
                 start = min(start, chunk.dictionary_page_offset)
             try:
                 check_chunk(fd, start, chunk.total_compressed_size, size)
