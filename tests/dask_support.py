@@ -42,7 +42,7 @@ class PoisonPart(WorkerPlugin):
         self.filename = filename
 
     def setup(self, worker) -> None:
-        import digits_onnx.inference.distributed as remote
+        import digits_onnx.inference.parts as remote
 
         original = remote.score_part
         filename = self.filename

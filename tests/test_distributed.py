@@ -30,8 +30,9 @@ pytestmark = pytest.mark.slow
 PART_BYTES = 256 << 10  # small parts, so the test files are split into several
 
 
-def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray | None = None) -> None:
-    columns = {"id": pa.array([f"{path.stem}-{i}" for i in range(len(X))])}
+def _write_csv(path: Path, X: np.ndarray, labels: np.ndarray | None = None, *,
+               ids: bool = True) -> None:
+    columns = {"id": pa.array([f"{path.stem}-{i}" for i in range(len(X))])} if ids else {}
     columns.update({f"pixel_{k // 8}_{k % 8}": pa.array(X[:, k]) for k in range(64)})
     if labels is not None:
         columns["label"] = pa.array(labels)
@@ -166,6 +167,62 @@ def test_a_bad_row_fails_its_file_with_the_local_message(inputs, cluster, tmp_pa
     assert _files(cluster_dir) == _files(local_dir)
 
 
+@pytest.mark.parametrize("output_format", ["csv", "tsv", "jsonl", "parquet"])
+def test_csvs_keyed_by_row_number_equal_the_local_engine(cluster, tmp_path, output_format):
+    """Without an id column a later part's row numbers are known only once the parts before
+    it are counted: encoded by tasks of their own, then concatenated by the join."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(4)
+    for name in ("clean", "dirty"):
+        _write_csv(src / f"{name}.csv", rng.integers(0, 17, size=(6000, 64)),
+                   rng.integers(0, 10, size=6000), ids=False)
+    dirty = (src / "dirty.csv").read_text().splitlines()
+    dirty[2500] = dirty[2500].replace(",", ",x", 1)
+    dirty.insert(4100, "")
+    (src / "dirty.csv").write_text("\n".join(dirty) + "\n")
+    options = ScoreOptions(read=ReadOptions(label_column="label"), on_error="skip",
+                           output_format=output_format, proba=True)
+    outs = {name: tmp_path / name for name in ("local", "cluster")}
+    for out in outs.values():
+        out.mkdir()
+    local = score_files([str(src)], out_dir=outs["local"], options=options)
+    remote = score_files([str(src)], out_dir=outs["cluster"], options=options,
+                         scheduler=cluster, part_bytes=PART_BYTES)
+    assert _files(outs["cluster"]) == _files(outs["local"])
+    assert "dirty.rejects.csv" in _files(outs["cluster"])
+    assert _comparable(remote) == _comparable(local)
+    assert remote.total("rows") == 12000 and remote.total("rejected") == 1
+
+
+def test_bad_data_is_reported_as_the_local_engine_reports_it(inputs, cluster, tmp_path):
+    """A task that fails on bad data (not a worker's death) names the file and the line, in
+    the whole file's numbering, even when the part that found it ran in another process than
+    the join that reports it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    lines = (inputs / "batch0.csv").read_text().splitlines()
+    long_line = "1," * (16 << 20)  # well beyond the reader's 16 MiB limit
+    (src / "long.csv").write_text("\n".join([*lines[:3000], long_line, *lines[3000:]]) + "\n")
+    small = lines[:200]
+    fields = small[150].split(",")
+    small[150] = ",".join([fields[0], "seven", *fields[2:]])
+    (src / "small.csv").write_text("\n".join(small) + "\n")
+    outs = {name: tmp_path / name for name in ("local", "cluster")}
+    for out in outs.values():
+        out.mkdir()
+    local = score_files([str(src)], out_dir=outs["local"], options=_options())
+    remote = score_files([str(src)], out_dir=outs["cluster"], options=_options(),
+                         scheduler=cluster, part_bytes=4 << 20)
+    assert [f.error for f in remote.files] == [f.error for f in local.files]
+    assert [f.exit_code for f in remote.files] == [f.exit_code for f in local.files] == [65, 65]
+    long_error, small_error = (f.error for f in remote.files)
+    assert long_error == f"{src / 'long.csv'}: line 3001 is longer than 16 MiB; this is not a " \
+        "file of 64-feature rows"
+    assert "small.csv: line 151, column" in small_error
+    assert _files(outs["cluster"]) == _files(outs["local"]) == {}
+
+
 def test_rerun_skips_up_to_date_outputs(inputs, cluster, tmp_path):
     _, remote, _, cluster_dir = _run_both(inputs, tmp_path, cluster)
     statuses = []
@@ -236,6 +293,44 @@ def test_killed_worker_loses_and_duplicates_no_row(inputs, cluster, tmp_path):
         client.wait_for_workers(2, timeout=60)
 
 
+def test_a_worker_killed_during_a_split_file_loses_no_row(cluster, tmp_path):
+    """SIGKILL a worker while a file's parts run: Dask reruns the parts, encodings and counts
+    it held; the output is still the local engine's, and no part file is left behind."""
+    src = tmp_path / "big.csv"
+    rng = np.random.default_rng(9)
+    _write_csv(src, rng.integers(0, 17, size=(60000, 64)), ids=False)  # ~9 MB: 36 parts
+    local_dir, cluster_dir = tmp_path / "local", tmp_path / "cluster"
+    local_dir.mkdir()
+    cluster_dir.mkdir()
+    options = ScoreOptions(proba=True)  # keyed by row number: parts, counts, encodings
+    local = score_files([str(src)], out_dir=local_dir, options=options)
+    with distributed.Client(cluster) as client:
+        victim = sorted(client.run(os.getpid).values())[0]
+    killed: list[bool] = []
+
+    def kill_when_parts_are_under_way() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(".part-" in p.name and p.suffix == ".arrow"
+                   for p in cluster_dir.iterdir()) >= 3:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(True)
+                return
+            time.sleep(0.002)
+
+    killer = threading.Thread(target=kill_when_parts_are_under_way)
+    killer.start()
+    remote = score_files([str(src)], out_dir=cluster_dir, options=options, scheduler=cluster,
+                         part_bytes=PART_BYTES)
+    killer.join()
+    assert killed, "the worker was not killed mid-run"
+    assert remote.exit_code == 0, remote.files[0].error
+    assert _files(cluster_dir) == _files(local_dir)
+    assert _comparable(remote) == _comparable(local)
+    with distributed.Client(cluster) as client:  # the nanny replaced the worker
+        client.wait_for_workers(2, timeout=60)
+
+
 def test_local_cluster_gives_the_same_outputs(inputs, tmp_path):
     local, remote, local_dir, cluster_dir = _run_both(inputs, tmp_path, "local:2")
     assert _files(cluster_dir) == _files(local_dir)
@@ -267,8 +362,8 @@ def test_a_task_that_keeps_killing_workers_fails_its_file(inputs, tmp_path):
 
 
 def test_model_hash_is_checked_on_the_worker():
-    from digits_onnx.inference.distributed import worker_model
     from digits_onnx.inference.errors import ModelError
+    from digits_onnx.inference.parts import worker_model
 
     model = Model.load()
     assert worker_model(model.data, model.sha256).sha256 == model.sha256
@@ -308,10 +403,11 @@ def test_progress_bar_counts_tasks_when_asked(inputs, cluster, tmp_path, capsys)
     score_files([str(inputs / "wide.npy")], out_dir=out, scheduler=cluster,
                 part_bytes=PART_BYTES, progress=True)
     err = capsys.readouterr().err
-    parts = -(-(20000 * 64 * 4) // PART_BYTES)  # row ranges of PART_BYTES, plus the join
-    # tqdm redraws at most every 0.1 s and clears the bar when done (leave=False), so the
-    # last count drawn depends on timing; the total is what the bar must get right.
-    assert f"/{parts + 1} [" in err and "task" in err
+    parts = -(-(20000 * 64 * 4) // PART_BYTES)  # row ranges of PART_BYTES
+    # Plus the input's sha256 and the join (an NPY's parts encode their own rows). tqdm
+    # redraws at most every 0.1 s and clears the bar when done (leave=False), so the last
+    # count drawn depends on timing; the total is what the bar must get right.
+    assert f"/{parts + 2} [" in err and "task" in err
     score_files([str(inputs / "wide.npy")], out_dir=out, scheduler=cluster, force=True,
                 part_bytes=PART_BYTES)
     assert capsys.readouterr().err == ""  # not a terminal: no bar

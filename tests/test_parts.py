@@ -7,24 +7,48 @@ here in-process on many layouts; tests/test_distributed.py runs them on a real c
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 from digits_onnx.inference import ReadOptions, ScoreOptions, score_files
-from digits_onnx.inference.distributed import _cuts, join_parts, part_path, score_part
+from digits_onnx.inference.distributed import cuts_of, encodes_itself, slice_mode
 from digits_onnx.inference.errors import DigitsError, ReadError
+from digits_onnx.inference.parts import (
+    encode_part,
+    hash_file,
+    join_parts,
+    part_path,
+    part_rows,
+    score_part,
+)
 from digits_onnx.inference.summary import failed_summary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
-def _split_and_join(src: Path, dst: Path, model, options: ScoreOptions, part_bytes: int):
-    cuts = _cuts(str(src), options, part_bytes)
+def _moved(value):
+    """What another worker process gets: the task's result, pickled and unpickled."""
+    return pickle.loads(pickle.dumps(value))
+
+
+def _split_and_join(src: Path, dst: Path, model, options: ScoreOptions, part_bytes: int,
+                    before=None):
+    """The tasks of a split file, in the order the client's graph runs them."""
+    cuts = cuts_of(str(src), options, part_bytes)
     assert cuts is not None and len(cuts) >= 2, "the file should have been split"
-    parts = [score_part(model.data, model.sha256, str(src), str(dst), options, "run", i, a, b)
+    mode = slice_mode(str(src), str(dst), options)
+    parts = [_moved(score_part(model.data, model.sha256, str(src), str(dst), options, "run", i,
+                               a, b, encodes_itself(mode, i)))
              for i, (a, b) in enumerate(cuts)]
-    summary = join_parts(model.sha256, str(src), str(dst), options, None, parts, 0.0, "run")
+    slices = []
+    if mode == "renumber":
+        counts = [part_rows(part) for part in parts]
+        slices = [None] + [_moved(encode_part(str(src), str(dst), options, "run", parts[i],
+                                              counts[:i])) for i in range(1, len(parts))]
+    summary = join_parts(model.sha256, str(src), str(dst), options, before, parts, 0.0, "run",
+                         hash_file(str(src)), slices)
     assert not list(dst.parent.glob(f".{dst.name}.part-*")), "parts left behind"
     return summary
 
@@ -139,8 +163,8 @@ def test_small_and_compressed_files_are_not_split(tmp_path):
     small.write_text(",".join(["1"] * 64) + "\n")
     gz = tmp_path / "big.csv.gz"
     gz.write_bytes(b"\x1f\x8b" + bytes(5000))
-    assert _cuts(str(small), ScoreOptions(), 1 << 20) is None
-    assert _cuts(str(gz), ScoreOptions(), 100) is None
+    assert cuts_of(str(small), ScoreOptions(), 1 << 20) is None
+    assert cuts_of(str(gz), ScoreOptions(), 100) is None
 
 
 def _rows_csv(path: Path, n: int, *, header: str | None = None) -> list[str]:
@@ -195,7 +219,7 @@ def test_an_io_error_in_a_part_fails_the_file_cleanly(tmp_path, model, monkeypat
     def broken_pread(fd, n, offset):
         raise OSError(5, "Input/output error")
 
-    cuts = _cuts(str(src), options, 64 * 4 * 1000)
+    cuts = cuts_of(str(src), options, 64 * 4 * 1000)
     good = score_part(model.data, model.sha256, str(src), str(dst), options, "r", 0, *cuts[0])
     monkeypatch.setattr(os, "pread", broken_pread)
     bad = score_part(model.data, model.sha256, str(src), str(dst), options, "r", 1, *cuts[1])
@@ -224,6 +248,7 @@ def test_a_part_that_cannot_be_written_leaks_no_descriptor(tmp_path, model):
     (".a.csv.part-0123456789ab-00003.arrow", "a.csv"),
     ("..a.csv.part-0123456789ab-00003.arrow.k2j4h1.tmp", "a.csv"),
     (".a.part-2.pred.csv.part-0123456789ab-00001.arrow", "a.part-2.pred.csv"),
+    (".a.csv.part-0123456789ab-00003-text.arrow", "a.csv"),
     (".a.rejects.csv.x9.tmp", "a.rejects.csv"),
     (".digits-score.lock", None),
     (".a.csv.state.json", None),
@@ -232,3 +257,160 @@ def test_leftovers_map_to_the_file_they_were_for(name, target):
     from digits_onnx.inference.fsio import leftover_of
 
     assert leftover_of(name) == target
+
+
+def _labelled_csv(path: Path, n: int, *, ids: bool) -> None:
+    """A CSV with a header, an optional id column, and a few rows to reject."""
+    rng = np.random.default_rng(n)
+    header = (["id"] if ids else []) + [f"p{k}" for k in range(64)]
+    lines = [",".join(header)]
+    for i in range(n):
+        values = [str(v) for v in rng.integers(0, 17, 64)]
+        if i % 97 == 5:
+            values[3] = "bad"
+        lines.append(",".join(([str(1000 + i)] if ids else []) + values))
+        if i % 211 == 7:
+            lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet", "npy", "csv.gz"])
+@pytest.mark.parametrize("ids", [False, True])
+def test_csv_parts_give_every_output_format_the_local_bytes(tmp_path, model, fmt, ids):
+    """Text outputs are joined from encoded slices (renumbered when keyed by row number),
+    the others from tables; all of them byte for byte the local engine's."""
+    src = tmp_path / "in.csv"
+    _labelled_csv(src, 3000, ids=ids)
+    options = ScoreOptions(read=ReadOptions(id_column="id" if ids else None),
+                           on_error="skip", proba=True, output_format=fmt)
+    expected = {"csv": "renumber", "tsv": "renumber", "jsonl": "renumber"}.get(fmt, "tables")
+    if ids and expected == "renumber":
+        expected = "final"
+    assert slice_mode(str(src), str(tmp_path / "x"), options) == expected
+    local = _local(src, tmp_path / "local.out", model, options)
+    rejects = tmp_path / "in.rejects.csv"
+    local_rejects = rejects.read_bytes()
+    rejects.unlink()
+    joined = _split_and_join(src, tmp_path / "joined.out", model, options, part_bytes=50_000)
+    _same(joined, local)
+    assert local.rejected == 31
+    assert (tmp_path / "joined.out").read_bytes() == (tmp_path / "local.out").read_bytes()
+    assert rejects.read_bytes() == local_rejects
+
+
+def test_the_record_holds_the_whole_files_sha256(tmp_path, model):
+    """The up-to-date record of a split file is the local engine's: a content check that a
+    touched but unchanged input passes, and a changed one fails."""
+    from digits_onnx.inference.fsio import bookkeeping_dir
+    from digits_onnx.inference.state import file_sha256, read_state, stat_key, up_to_date
+
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    _labelled_csv(src, 2000, ids=False)
+    bookkeeping_dir(tmp_path)  # the run's lock creates it
+    options = ScoreOptions(on_error="skip")
+    summary = _split_and_join(src, dst, model, options, 40_000, before=stat_key(str(src)))
+    assert summary.status == "scored", summary.error
+    assert read_state(dst)["input"]["sha256"] == file_sha256(str(src))
+    fingerprint = options.fingerprint()
+    os.utime(src, ns=(1, 1))  # another identity, the same bytes: the hash decides
+    assert up_to_date(str(src), dst, model.sha256, fingerprint) is not None
+    data = bytearray(src.read_bytes())
+    data[-3:-1] = b"16" if data[-3:-1] != b"16" else b"15"
+    src.write_bytes(bytes(data))
+    assert up_to_date(str(src), dst, model.sha256, fingerprint) is None
+
+
+def test_the_input_hash_is_computed_in_the_join_when_not_given(tmp_path, model):
+    src, dst = tmp_path / "in.npy", tmp_path / "out.csv"
+    np.save(src, np.ones((1000, 64), np.float32))
+    options = ScoreOptions()
+    cuts = cuts_of(str(src), options, 64 * 4 * 300)
+    parts = [score_part(model.data, model.sha256, str(src), str(dst), options, "r", i, a, b,
+                        True) for i, (a, b) in enumerate(cuts)]
+    from digits_onnx.inference.fsio import bookkeeping_dir
+    from digits_onnx.inference.state import file_sha256, read_state, stat_key
+
+    bookkeeping_dir(tmp_path)
+    summary = join_parts(model.sha256, str(src), str(dst), options, stat_key(str(src)), parts,
+                         0.0, "r")
+    assert summary.status == "scored" and summary.rows == 1000
+    assert read_state(dst)["input"]["sha256"] == file_sha256(str(src))
+
+
+def test_an_input_that_cannot_be_hashed_fails_its_file(tmp_path, model, monkeypatch):
+    from digits_onnx.inference import parts as parts_module
+
+    src, dst = tmp_path / "in.npy", tmp_path / "out.csv"
+    np.save(src, np.ones((1000, 64), np.float32))
+    options = ScoreOptions()
+    cuts = cuts_of(str(src), options, 64 * 4 * 300)
+    parts = [score_part(model.data, model.sha256, str(src), str(dst), options, "r", i, a, b,
+                        True) for i, (a, b) in enumerate(cuts)]
+
+    def unreadable(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(parts_module, "open", unreadable, raising=False)
+    digest = _moved(hash_file(str(src)))
+    monkeypatch.undo()
+    summary = join_parts(model.sha256, str(src), str(dst), options, None, parts, 0.0, "r",
+                         digest)
+    assert summary.status == "failed" and summary.exit_code == 74
+    assert summary.error == f"{src}: cannot read (Permission denied)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
+def test_every_error_of_a_part_survives_the_trip_to_the_join(tmp_path, model):
+    """A part's result crosses processes (pickled) before the join reads it; a LineError
+    cannot be unpickled, so it travels as its file, line and problem."""
+    from digits_onnx.inference import errors
+    from digits_onnx.inference.parts import PartResult
+    from digits_onnx.inference.readers.csv import LineError
+    from digits_onnx.inference.summary import Tally
+
+    kinds = [c for c in vars(errors).values()
+             if isinstance(c, type) and issubclass(c, errors.DigitsError)]
+    assert len(kinds) >= 10
+    for kind in kinds:
+        part = PartResult(0, "p", Tally(stopped=True), None, 0, 1, 5, error=kind("f: boom"))
+        error = _moved(part).failure(0)
+        assert type(error) is kind and str(error) == "f: boom"
+        assert error.exit_code == kind.exit_code
+    part = PartResult(2, "p", Tally(stopped=True), None, 0, 1, 5,
+                      line_error=("f.csv", 3, "is longer than 16 MiB"))
+    error = _moved(part).failure(100)
+    assert isinstance(error, LineError) and str(error) == "f.csv: line 103 is longer than 16 MiB"
+
+
+def test_an_unexpected_exception_is_reported_as_the_local_engine_does(tmp_path, model,
+                                                                       monkeypatch):
+    """A bug in a task fails its file with the local engine's one line (exit code 70),
+    whether it happens in a whole-file task, a part or the join."""
+    from digits_onnx.inference import api, distributed
+    from digits_onnx.inference import parts as parts_module
+    from digits_onnx.inference.parts import internal_failure
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom\nsecond line")
+
+    src = tmp_path / "in.npy"
+    np.save(src, np.ones((1000, 64), np.float32))
+    monkeypatch.setattr(api, "score_one", broken)
+    (tmp_path / "local").mkdir()
+    local = score_files([str(src)], out_dir=tmp_path / "local", model=model)
+    (expected,) = local.files
+    assert expected.exit_code == 70
+    assert str(internal_failure(str(src), ValueError("boom\nsecond line"))) == expected.error
+
+    monkeypatch.setattr(distributed, "score_one", broken)
+    whole = distributed.score_whole_file(model.data, model.sha256, str(src),
+                                         str(tmp_path / "o.csv"), ScoreOptions(), False, "r")
+    assert (whole.status, whole.error, whole.exit_code) == ("failed", expected.error, 70)
+
+    monkeypatch.setattr(parts_module, "score_stream", broken)
+    part = _moved(score_part(model.data, model.sha256, str(src), str(tmp_path / "o.csv"),
+                             ScoreOptions(), "r", 0, 0, 500))
+    summary = join_parts(model.sha256, str(src), str(tmp_path / "o.csv"), ScoreOptions(), None,
+                         [part], 0.0, "r")
+    assert (summary.error, summary.exit_code) == (expected.error, 70)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "local"]
