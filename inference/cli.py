@@ -52,7 +52,7 @@ def _choices(names: tuple[str, ...]) -> str:
 
 
 def _column(value: str) -> str | int:
-    """A column given by name, or by 0-based index when it is a whole number."""
+    """A column given by name, or by number (from 1) when it is a whole number."""
     return int(value) if value.lstrip("-").isdigit() else value
 
 
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     header.add_argument("--no-header", dest="header", action="store_false",
                         help="the first line is data")
     inp.add_argument("--id-column", type=_column, metavar="COL",
-                     help="column (name or 0-based index) carried into the output as the key")
+                     help="column (name, or number from 1) carried into the output as the key")
     inp.add_argument("--label-column", type=_column, metavar="COL",
                      help="column of true labels; the summary then reports accuracy")
     val = p.add_argument_group("validation")

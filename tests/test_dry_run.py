@@ -97,7 +97,7 @@ def test_refused_inputs_are_named_with_the_reason_and_the_code(here, model_path,
     np.save("in/c.npy", digits_rows[:5])
     before = tree_state(here)
     code, out, err = dry(model_path, capsys, "in/a.csv", "in/c.npy", "missing.csv",
-                         "--out-dir", "out", "--id-column", "0")
+                         "--out-dir", "out", "--id-column", "1")
     assert code == errors.EXIT_SOME_FAILED and err == ""
     assert out == [
         "create out (the output directory)",

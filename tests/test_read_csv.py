@@ -94,7 +94,7 @@ def test_id_and_label_columns_by_name_and_index(tmp_path, digits_rows):
               for i, row in enumerate(digits_rows[:12])]
     path = tmp_path / "x.csv"
     path.write_text("\n".join(lines) + "\n")
-    for id_col, label_col in (("id", "label"), (0, 65), (0, -1)):
+    for id_col, label_col in (("id", "label"), (1, 66), (1, -1)):
         source = open_source(str(path), ReadOptions(id_column=id_col, label_column=label_col))
         batch = next(source.batches())
         source.close()
@@ -232,6 +232,9 @@ def test_fake_gzip(tmp_path):
     [
         ({"id_column": "id"}, "--id-column 'id' is a name, but the file has no header"),
         ({"label_column": 70}, "--label-column 70 is out of range: the file has 64 columns"),
+        ({"label_column": 65}, "--label-column 65 is out of range: the file has 64 columns"),
+        ({"label_column": 0}, "--label-column 0: columns are numbered from 1, as in messages; "
+         "the first column is 1"),
         ({"delimiter": "|"}, "unknown delimiter '|'"),
     ],
 )
@@ -372,13 +375,13 @@ INDEX_HEADERS = [
     (",".join(str(k) for k in range(64)), {}),
     (",".join(str(k) for k in range(1, 65)), {}),
     (",".join(f'"{k}"' for k in range(64)), {}),
-    ("," + ",".join(str(k) for k in range(64)), {"id_column": 0}),
-    ("id," + ",".join(str(k) for k in range(64)), {"id_column": 0}),
+    ("," + ",".join(str(k) for k in range(64)), {"id_column": 1}),
+    ("id," + ",".join(str(k) for k in range(64)), {"id_column": 1}),
     ("id," + ",".join(str(k) for k in range(64)), {"id_column": "id"}),
     ("id," + ",".join(str(k) for k in range(64)) + ",label",
      {"id_column": "id", "label_column": "label"}),
-    ("id," + ",".join(str(k) for k in range(64)) + ",label", {"id_column": 0, "label_column": 65}),
-    (",".join(str(k) for k in range(64)) + ",label", {"label_column": 64}),
+    ("id," + ",".join(str(k) for k in range(64)) + ",label", {"id_column": 1, "label_column": 66}),
+    (",".join(str(k) for k in range(64)) + ",label", {"label_column": 65}),
     (",".join(str(k) for k in range(64)) + ",label", {"label_column": "label"}),
     ("\t".join(str(k) for k in range(64)), {}),
     (" ".join(str(k) for k in range(64)), {}),
@@ -408,8 +411,8 @@ def test_a_header_of_column_indexes_is_a_header(tmp_path, digits_rows, header, o
 
 @pytest.mark.parametrize(("first", "options"), [
     (good_line(0), {}),
-    ("t0," + good_line(0), {"id_column": 0}),
-    ("t0," + good_line(0) + ",3", {"id_column": 0, "label_column": -1}),
+    ("t0," + good_line(0), {"id_column": 1}),
+    ("t0," + good_line(0) + ",3", {"id_column": 1, "label_column": -1}),
     (good_line(0) + ",zero", {"id_column": -1}),
     (with_token(0, 3, ""), {}),
     (with_token(0, 3, "nan"), {}),

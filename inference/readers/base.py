@@ -149,23 +149,31 @@ def check_values(X: np.ndarray, extrema: tuple[float, float] | None = None) -> t
 
 
 def resolve_column(spec: str | int, names: list[str], has_header: bool, what: str) -> int:
-    """A column given by name (needs a header) or by 0-based index."""
+    """The 0-based position of a column given by name (needs a header) or by number.
+
+    Columns are numbered from 1, in options as in every message ("line 3, column 5"), as cut,
+    awk and csvkit number them; -1 is the last column.
+    """
     if isinstance(spec, str) and spec in names and has_header:
         return names.index(spec)
     try:
-        index = int(spec)
+        number = int(spec)
     except ValueError:
         if not has_header:
             raise UsageError(
-                f"{what} {spec!r} is a name, but the file has no header; give a 0-based index"
+                f"{what} {spec!r} is a name, but the file has no header; give the column's "
+                "number (from 1)"
             ) from None
         raise UsageError(
             f"{what} {spec!r} is not a column; the header has: {', '.join(names[:8])}"
             + (", ..." if len(names) > 8 else "")
         ) from None
-    if not -len(names) <= index < len(names):
-        raise UsageError(f"{what} {index} is out of range: the file has {len(names)} columns")
-    return index % len(names)
+    if number == 0:
+        raise UsageError(f"{what} 0: columns are numbered from 1, as in messages; the first "
+                         "column is 1")
+    if not -len(names) <= number <= len(names):
+        raise UsageError(f"{what} {number} is out of range: the file has {len(names)} columns")
+    return number - 1 if number > 0 else number % len(names)
 
 
 def out_of_range_rows(X: np.ndarray) -> np.ndarray:

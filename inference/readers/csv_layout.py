@@ -120,9 +120,10 @@ def _width_error(display: str, line: int, n_features: int, n_cols: int) -> Input
 
 
 def _index(spec: str | int | None, n_cols: int) -> int | None:
-    """The column an ``--id-column``/``--label-column`` given as an index points at."""
-    if isinstance(spec, int) and -n_cols <= spec < n_cols:
-        return spec % n_cols
+    """The 0-based position an ``--id-column``/``--label-column`` given by number (from 1;
+    -1 is the last) points at."""
+    if isinstance(spec, int) and (1 <= spec <= n_cols or -n_cols <= spec <= -1):
+        return spec - 1 if spec > 0 else spec % n_cols
     return None
 
 
