@@ -228,7 +228,11 @@ class Model:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{display}: onnxruntime cannot load it ({_first_line(exc)})"
                              ) from None
-        self._check_contract(display)
+        try:
+            self._check_contract(display)
+        except UnicodeDecodeError:  # onnxruntime decodes names and dimensions when asked
+            raise ModelError(f"{display}: names an input, an output or a dimension with bytes "
+                             "that are not UTF-8 text") from None
         self.display = display
         self._probe()
         self.sha256 = digest

@@ -197,6 +197,8 @@ MODEL_CASES = [
      "breaks the model contract on 8 test rows: label 19 outside 0..9"),
     ("model_nan_probabilities.onnx", 65,
      "breaks the model contract on 8 test rows: probabilities that are not numbers"),
+    ("model_dimension_not_utf8.onnx", 65,
+     "names an input, an output or a dimension with bytes that are not UTF-8 text"),
     ("model_probabilities_not_summing_to_1.onnx", 65,
      "breaks the model contract on 8 test rows: probabilities of a row sum to 5.906, not 1"),
 ]

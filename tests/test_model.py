@@ -357,3 +357,23 @@ def test_a_directory_or_a_pipe_in_place_of_the_model(tmp_path):
 def test_the_bundled_and_the_test_models_pass_the_run_checks(model):
     Model.load()
     assert model.run(np.full((5, 64), 16, np.float32))[0].shape == (5,)
+
+
+@pytest.mark.parametrize("where", ["dim", "input", "output"])
+def test_names_that_are_not_utf8_are_a_model_error(tmp_path, where):
+    """A dimension named with bytes that are not UTF-8 raised UnicodeDecodeError from
+    onnxruntime when the contract was checked (found by fuzzing)."""
+    model = build_model()
+    if where == "dim":
+        model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "QQQQ"
+    elif where == "input":
+        model.graph.input[0].name = "QQQQ"
+        model.graph.node[0].input[0] = "QQQQ"
+    else:
+        model.graph.output[0].name = "QQQQ"
+        model.graph.node[3].output[0] = "QQQQ"
+    data = model.SerializeToString().replace(b"QQQQ", b"\xab\xab\xab\xab")
+    with pytest.raises(ModelError) as info:
+        Model(data, display="m.onnx", verify_hash=False)
+    assert str(info.value).startswith("m.onnx: ")
+    assert "\n" not in str(info.value)

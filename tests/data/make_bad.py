@@ -271,6 +271,9 @@ def broken_models() -> dict[str, bytes]:
             extra_init=[("nan", np.array(np.nan, np.float32))]),
         "model_probabilities_not_summing_to_1.onnx": _linear_model(
             [node("Sigmoid", ["scores"], ["probabilities"])]),
+        # Found by fuzzing: onnxruntime raised UnicodeDecodeError reading the input's shape.
+        "model_dimension_not_utf8.onnx": _linear_model().replace(
+            b"\x12\x01N", b"\x12\x01\xab", 1),
     }
 
 
