@@ -423,13 +423,14 @@ def test_a_first_line_that_can_be_data_is_data(tmp_path, first, options):
     """An id column given by index may hold words: they do not make the line a header."""
     rest = [good_line(i) for i in range(1, 4)]
     if "id_column" in options:
-        rest = [f"t{i}," + line if options["id_column"] == 0 else line + f",w{i}"
+        rest = [f"t{i}," + line if options["id_column"] == 1 else line + f",w{i}"
                 for i, line in enumerate(rest, 1)]
     if options.get("label_column") == -1:
         rest = [line + ",3" for line in rest]
-    source, _, _, _, n = read_text(tmp_path, "\n".join([first, *rest]) + "\n", **options)
+    source, _, _, rejects, n = read_text(tmp_path, "\n".join([first, *rest]) + "\n", **options)
     assert not source.layout.header
     assert n == 4
+    assert len(rejects) <= 1  # only a first line with a bad cell
 
 
 @pytest.mark.parametrize("first", [
