@@ -82,7 +82,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
     started = time.perf_counter()
     model = model or Model.load()
     plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports)
-    summary = BatchSummary(files=[], model_sha256=model.sha256)
+    summary = BatchSummary(files=[], model_sha256=model.sha256, left_out=plan.left_out)
     bar = _progress_bar(plan.files, progress)
     synced: set[Path] = set()
     with contextlib.ExitStack() as stack:

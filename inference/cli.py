@@ -235,6 +235,9 @@ def _score(args: argparse.Namespace, started: float) -> int:
         scheduler=args.scheduler, part_bytes=part_bytes,
         reports=reports,
     )
+    if args.verbose:
+        for path, reason in summary.left_out:
+            console.say(f"left out: {path} ({reason})")
     if not args.quiet and len(summary.files) != 1:
         console.report_total(summary)
     if args.summary_json:

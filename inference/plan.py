@@ -12,7 +12,7 @@ import glob
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import DigitsError, MissingInputError, OutputError, UsageError
@@ -35,17 +35,27 @@ class RunPlan:
     options: ScoreOptions
     files: list[str]
     pairs: list[tuple[str, str]]
+    #: What directory scans passed over, and why (shown with -v, kept in the summary).
+    left_out: list[tuple[str, str]] = field(default_factory=list)
 
 
-def expand_inputs(inputs: list[str], input_format: str | None = None) -> list[str]:
-    """Files named directly, found in directories (by known extensions) or matched by globs."""
+def expand_inputs(inputs: list[str], input_format: str | None = None,
+                  left_out: list[tuple[str, str]] | None = None) -> list[str]:
+    """Files named directly, found in directories (by known extensions) or matched by globs.
+
+    What a directory scan passes over goes to ``left_out`` with the reason.
+    """
     found: list[str] = []
     for spec in inputs:
         if spec == STDIN:
             found.append(spec)
         elif os.path.isdir(spec):
-            entries = sorted(str(p) for p in Path(spec).iterdir() if p.is_file())
-            found.extend(p for p in entries if _known_input(p, input_format))
+            for entry in sorted(str(p) for p in Path(spec).iterdir()):
+                reason = _why_not_an_input(entry, input_format)
+                if reason is None:
+                    found.append(entry)
+                elif left_out is not None:
+                    left_out.append((entry, reason))
         elif glob.has_magic(spec) and not os.path.lexists(spec):
             # An existing name is a name (brackets[1].csv), never a pattern.
             matches = sorted(glob.glob(spec))
@@ -57,15 +67,20 @@ def expand_inputs(inputs: list[str], input_format: str | None = None) -> list[st
     return found
 
 
-def _known_input(path: str, input_format: str | None) -> bool:
+def _why_not_an_input(path: str, input_format: str | None) -> str | None:
+    """Why a directory scan passes over ``path``, or None when it is an input."""
     name = Path(path).name
-    if name.endswith(OWN_SUFFIXES) or name.startswith("."):
-        return False
+    if name.startswith("."):
+        return "hidden"
+    if not os.path.isfile(path):
+        return "a directory" if os.path.isdir(path) else "not a regular file"
+    if name.endswith(OWN_SUFFIXES):
+        return "an output or reject report of digits-score"
     try:
         detect_format(path, input_format)
     except UsageError:
-        return False
-    return True
+        return "not a format digits-score reads; see --input-format"
+    return None
 
 
 def input_stem(path: str) -> str:
@@ -126,10 +141,11 @@ def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
     fmt = resolve_output_format(output, options.output_format)
     if fmt != options.output_format:
         options = replace(options, output_format=fmt)
-    files = expand_inputs(inputs, options.read.input_format)
+    left_out: list[tuple[str, str]] = []
+    files = expand_inputs(inputs, options.read.input_format, left_out)
     pairs = plan_outputs(files, output=output, out_dir=out_dir,
                          output_format=options.output_format)
-    plan = RunPlan(options, files, pairs)
+    plan = RunPlan(options, files, pairs, left_out)
     check_paths(plan, model_path=model_path, reports=reports, explicit=out_dir is None)
     return plan
 

@@ -61,6 +61,8 @@ class BatchSummary:
     #: Why the run as a whole failed before or instead of scoring files, and its exit code.
     error: str | None = None
     error_code: int | None = None
+    #: What directory scans passed over, and why.
+    left_out: list[tuple[str, str]] = field(default_factory=list)
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) or 0 for f in self.files)
@@ -93,7 +95,8 @@ class BatchSummary:
         totals["seconds"] = round(self.seconds, 4)
         return {"schema_version": 1, "model_sha256": self.model_sha256,
                 "exit_code": self.exit_code, "error": self.error, "totals": totals,
-                "files": [f.to_dict() for f in self.files]}
+                "files": [f.to_dict() for f in self.files],
+                "left_out": [{"path": path, "reason": reason} for path, reason in self.left_out]}
 
 
 @dataclass

@@ -360,3 +360,26 @@ def test_an_npy_of_no_rows_is_a_file_of_no_rows(here, model_path, capsys, shape)
     np.save("empty.npy", np.zeros(shape, np.float32))
     assert main(["empty.npy", "-o", "out.csv", "--model", str(model_path)]) == 0
     assert Path("out.csv").read_text() == "row,label,confidence\n"
+
+
+def test_a_directory_scan_says_with_v_what_it_left_out_and_why(here, model_path, capsys):
+    os.makedirs("in/sub")
+    for name in ("a.csv", ".hidden.csv", "a.pred.csv"):
+        Path("in", name).write_text(Path("in.csv").read_text())
+    Path("in/NOTES.md").write_text("notes about the data\n")
+    Path("in/blob.bin").write_bytes(b"\x00\x01\x02 not data")
+    code = main(["in", "--out-dir", "out", "-v", "--summary-json", "s.json", "--model",
+                 str(model_path)])
+    assert code == 0
+    left = [line for line in capsys.readouterr().err.splitlines()
+            if line.startswith("left out: ")]
+    assert left == [
+        "left out: in/.hidden.csv (hidden)",
+        "left out: in/NOTES.md (not a format digits-score reads; see --input-format)",
+        "left out: in/a.pred.csv (an output or reject report of digits-score)",
+        "left out: in/blob.bin (not a format digits-score reads; see --input-format)",
+        "left out: in/sub (a directory)",
+    ]
+    summary = json.loads(Path("s.json").read_text())
+    assert [f["input"] for f in summary["files"]] == ["in/a.csv"]
+    assert len(summary["left_out"]) == 5
