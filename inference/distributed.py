@@ -155,7 +155,7 @@ def score_files_on_cluster(
         raise UsageError("stdin cannot be scored on a cluster; write it to a file first")
     if any(dst == STDOUT for _, dst in pairs):
         raise UsageError("--scheduler writes files: give -o FILE or --out-dir DIR")
-    summary = BatchSummary(files=[], model_sha256=model.sha256)
+    summary = BatchSummary(files=[], model_sha256=model.sha256, left_out=plan.left_out)
     with contextlib.ExitStack() as stack:
         hold_outputs(stack, pairs, out_dir)
         client = stack.enter_context(connect(scheduler))
