@@ -84,6 +84,7 @@ class ParquetSource(Source):
             raise self._fail(f"not a valid Parquet file ({_first_line(exc)})") from None
         names = list(schema.names)
         self.column_names = names
+        self._names = names
         self.id_idx = self.label_idx = None
         if options.id_column is not None:
             self.id_idx = resolve_column(options.id_column, names, True, "--id-column")
@@ -219,7 +220,7 @@ class ParquetSource(Source):
         if self.label_idx is not None:
             batch.truth = self._labels(self._column(rb, self.label_idx), problems)
         if problems:
-            names = self.column_names
+            names = self._names
             for r in sorted(problems):
                 column, reason = problems[r]
                 batch.rejects.append(Reject(first + r, None, column + 1, names[column], reason))
