@@ -11,15 +11,15 @@ In the repository they are the top-level folders ``inference/`` and ``training/`
 
 from __future__ import annotations
 
-import re
-from importlib import metadata
-from pathlib import Path
-
 DISTRIBUTION = "digits-onnx"
 
 
 def _find_version(distribution: str = DISTRIBUTION) -> str:
     """The installed distribution's version; in a checkout without an install, pyproject's."""
+    import re
+    from importlib import metadata
+    from pathlib import Path
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -35,6 +35,14 @@ def _find_version(distribution: str = DISTRIBUTION) -> str:
     return found.group(1) if found else "0+unknown"
 
 
-__version__ = _find_version()
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, looked up on first use: every command imports this package, and
+    reading the distribution's metadata is not free."""
+    if name == "__version__":
+        version = _find_version()
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,10 +41,18 @@ subcommand:
 """
 
 
-def _version() -> str:
-    from digits_onnx import __version__
+class _Version(argparse.Action):
+    """--version, its number looked up only when asked for."""
 
-    return __version__
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from digits_onnx import __version__
+
+        if sys.stdout is not None:
+            print(f"{PROG} {__version__}")
+        parser.exit()
 
 
 def _choices(names: tuple[str, ...]) -> str:
@@ -68,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="files, directories or globs ('-' reads stdin); an existing name is "
                    "a name, never a pattern")
-    p.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    p.add_argument("--version", action=_Version)
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="FILE",
                      help="output file for a single input ('-' for stdout, the default; a "
