@@ -167,6 +167,8 @@ INPUT_CASES = [
     ("parquet_corrupt_page_data.parquet", "", 65,
      "parquet_corrupt_page_data.parquet: row group 0 is corrupt (could not verify page "
      "integrity, CRC checksum verification failed for page_ordinal 0)"),
+    ("parquet_footer_histogram.parquet", "--id-column id --label-column label", 65,
+     f"parquet_footer_histogram.parquet: row group 0 is corrupt ({ITS_WORDS}"),
     ("parquet_corrupt_page_header.parquet", "", 65,
      "parquet_corrupt_page_header.parquet: row group 0 is corrupt (Couldn't deserialize "
      "thrift: invalid TType)"),

@@ -443,3 +443,35 @@ def test_the_page_walk_never_fails_otherwise_than_cleanly(tmp_path, digits_rows,
         assert str(exc).startswith(f"{path}: ")
     else:
         assert n == 20 and len(X) + len(rejects) == 20
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"row_group_size": 3, "compression": "zstd"}, {"use_dictionary": False},
+    {"write_statistics": False}, {"data_page_version": "2.0"},
+    {"write_page_index": True, "write_page_checksum": True},
+])
+def test_the_footer_reader_finds_the_chunks_pyarrow_finds(tmp_path, digits_rows, options):
+    """The page walk takes the chunks' places from its own reading of the footer (pyarrow's
+    accessor aborts on some corrupt footers): on valid files both agree."""
+    import os
+
+    from digits_onnx.inference.readers.parquet_pages import chunk_ranges
+
+    table = table_of(digits_rows[:10], id=pa.array([f"r{i}" for i in range(10)]))
+    path = write(tmp_path, table, **options)
+    meta = pq.ParquetFile(path).metadata
+    expected = []
+    for g in range(meta.num_row_groups):
+        chunks = []
+        for c in range(meta.num_columns):
+            chunk = meta.row_group(g).column(c)
+            start = chunk.data_page_offset
+            if chunk.dictionary_page_offset:
+                start = min(start, chunk.dictionary_page_offset)
+            chunks.append((start, chunk.total_compressed_size))
+        expected.append(chunks)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert chunk_ranges(fd, os.fstat(fd).st_size) == expected
+    finally:
+        os.close(fd)

@@ -1,6 +1,6 @@
 """Parquet reader: bounded record batches, one row group at a time, columns chosen by name.
 
-A row group is read whole when it is small; a large one a piece of each column chunk at a
+A row group of a small file is read whole; in a large file a piece of each column chunk at a
 time, once its page headers are proven to fit their chunks (:mod:`.parquet_pages`).
 
 Whatever the file claims is checked against what it holds: the footer's row count against
@@ -25,15 +25,16 @@ from ..contract import N_FEATURES
 from ..errors import InputDataError, read_error
 from .base import Batch, Reject, Source, as_feature_matrix, resolve_column, value_problem
 from .csv_diagnosis import INT_PATTERN, castable
-from .parquet_pages import PageError, check_chunk
+from .parquet_pages import PageError, check_chunk, chunk_ranges
 from .read_options import ReadOptions
 
 #: Decoded bytes a record batch may take (rows = this / (8 bytes x columns read)): Arrow
 #: holds a few batches while it decodes, so this bounds the reader's memory.
 BATCH_BYTES = 8 << 20
-#: A row group whose column chunks take more than this in the file is read a piece of each
-#: chunk at a time, after its page headers are checked (see :mod:`.parquet_pages`); a smaller
-#: one is read whole, which no page header can inflate.
+#: A file larger than this is read a piece of each column chunk at a time, after the row
+#: group's page headers are checked (see :mod:`.parquet_pages`); in a smaller one a row
+#: group's chunks are read whole, which no page header can inflate. (pyarrow's per-chunk
+#: metadata cannot be asked: it aborts the process on some corrupt footers.)
 READ_WHOLE_BYTES = 64 << 20
 #: The piece of a column chunk read at a time.
 BUFFER_BYTES = 1 << 20
@@ -70,6 +71,7 @@ class ParquetSource(Source):
         self.display = display
         self.options = options
         self._stream = stream
+        self._chunks: list[list[tuple[int, int]]] | None = None
         try:
             self._file = pq.ParquetFile(stream, pre_buffer=False,
                                         page_checksum_verification=True)
@@ -125,34 +127,32 @@ class ParquetSource(Source):
             self._position = {i: i for i in range(len(names))}
 
     def _buffered_file(self, stream: io.BufferedIOBase) -> Any:
-        """The same file opened to read column chunks in pieces, when a row group is too
-        large to read whole (None otherwise, or when the stream has no descriptor)."""
+        """The same file opened to read column chunks in pieces, when it is too large to read
+        a row group whole (None otherwise, or when the stream has no descriptor)."""
         import pyarrow.parquet as pq
 
-        metadata = self._file.metadata
-        largest = max((sum(metadata.row_group(g).column(c).total_compressed_size
-                           for c in range(metadata.num_columns))
-                       for g in range(metadata.num_row_groups)), default=0)
-        if largest <= READ_WHOLE_BYTES or not hasattr(stream, "fileno"):
+        try:
+            size = os.fstat(stream.fileno()).st_size
+        except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
             return None
-        return pq.ParquetFile(stream, metadata=metadata, pre_buffer=False,
+        if size <= READ_WHOLE_BYTES:  # no row group can take more than the file
+            return None
+        return pq.ParquetFile(stream, metadata=self._file.metadata, pre_buffer=False,
                               buffer_size=BUFFER_BYTES, page_checksum_verification=True)
 
     def _check_pages(self, group: int) -> None:
         """Prove every page of a row group read in pieces lies within its column chunk."""
-        metadata = self._file.metadata
-        row_group = metadata.row_group(group)
         fd = self._stream.fileno()
         size = os.fstat(fd).st_size
-        for c in range(metadata.num_columns):
-            chunk = row_group.column(c)
-            start = chunk.data_page_offset
-            if chunk.dictionary_page_offset:  # some writers put 0 for "none"
-                start = min(start, chunk.dictionary_page_offset)
-            try:
-                check_chunk(fd, start, chunk.total_compressed_size, size)
-            except PageError as exc:
-                raise self._fail(f"row group {group} is corrupt ({exc})") from None
+        try:
+            if self._chunks is None:
+                self._chunks = chunk_ranges(fd, size)
+            if group >= len(self._chunks):
+                raise PageError(f"the footer lists {len(self._chunks)} row groups")
+            for start, length in self._chunks[group]:
+                check_chunk(fd, start, length, size)
+        except PageError as exc:
+            raise self._fail(f"row group {group} is corrupt ({exc})") from None
 
     def _fail(self, message: str) -> InputDataError:
         return InputDataError(f"{self.display}: {message}")
