@@ -211,41 +211,57 @@ class ParquetSource(Source):
             cols.append(to_numpy(col).astype(np.float64, copy=False))
         with np.errstate(over="ignore", invalid="ignore"):
             X = as_feature_matrix(cols)
-        problems: dict[int, tuple[int, str]] = {}
+        problems: dict[int, tuple[int, str]] = {}  # rows of bad ids and labels (rare)
+        bad_rows, bad_columns, reasons = np.empty(0, np.int64), np.empty(0, np.int64), []
         if any(m is not None for m in nulls) or (X.size and not np.isfinite(X.min() + X.max())):
-            self._feature_problems(X, cols, nulls, problems)
+            bad_rows, bad_columns, reasons = self._feature_problems(X, cols, nulls)
         batch = Batch(X=X, rows=np.arange(first, first + n), n_rows=n)
         if self.id_idx is not None:
             batch.ids = self._text(self._column(rb, self.id_idx), self.id_idx, "id", problems)
         if self.label_idx is not None:
             batch.truth = self._labels(self._column(rb, self.label_idx), problems)
-        if problems:
-            names = self._names
-            for r in sorted(problems):
-                column, reason = problems[r]
-                batch.rejects.append(Reject(first + r, None, column + 1, names[column], reason))
+        if problems:  # a row is rejected for its first problem: features come first
             keep = np.ones(n, dtype=bool)
-            keep[list(problems)] = False
+            keep[bad_rows] = False
+            more = [r for r in sorted(problems) if keep[r]]
+            bad_rows = np.concatenate([bad_rows, np.array(more, dtype=np.int64)])
+            bad_columns = np.concatenate([bad_columns, np.array(
+                [problems[r][0] for r in more], dtype=np.int64)])
+            reasons = reasons + [problems[r][1] for r in more]
+            order = np.argsort(bad_rows, kind="stable")
+            bad_rows, bad_columns = bad_rows[order], bad_columns[order]
+            reasons = [reasons[k] for k in order.tolist()]
+        if len(bad_rows):
+            names = self._names
+            batch.rejects = [Reject(first + r, None, c + 1, names[c], reason) for r, c, reason
+                             in zip(bad_rows.tolist(), bad_columns.tolist(), reasons,
+                                    strict=True)]
+            keep = np.ones(n, dtype=bool)
+            keep[bad_rows] = False
             batch.keep(keep)
         return batch
 
     def _feature_problems(self, X: np.ndarray, cols: list[np.ndarray],
-                          nulls: list[np.ndarray | None],
-                          problems: dict[int, tuple[int, str]]) -> None:
+                          nulls: list[np.ndarray | None]
+                          ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(rows, file columns, reasons) of the rows with a bad feature, at the first one: an
+        empty cell, or a value that is NaN, infinite or beyond float32. Found in bulk."""
         bad = ~np.isfinite(X)
         for k, mask in enumerate(nulls):
             if mask is not None:
                 bad[:, k] |= mask
         rows = np.flatnonzero(bad.any(axis=1))
         firsts = np.argmax(bad[rows], axis=1)
-        for r, k in zip(rows.tolist(), firsts.tolist(), strict=True):
-            mask = nulls[k]
-            if mask is not None and mask[r]:
-                reason = "empty cell"
-            else:
-                value = float(cols[k][r])
-                reason = f"value {value!r} {value_problem(value) or 'is not finite'}"
-            problems[r] = (self.feature_columns[k], reason)
+        empty = np.zeros(len(rows), dtype=bool)
+        for k, mask in enumerate(nulls):
+            if mask is not None:
+                at = firsts == k
+                empty[at] = mask[rows[at]]
+        reasons = ["empty cell"] * len(rows)
+        for i in np.flatnonzero(~empty).tolist():
+            value = float(cols[int(firsts[i])][rows[i]])
+            reasons[i] = f"value {value!r} {value_problem(value) or 'is not finite'}"
+        return rows, np.asarray(self.feature_columns, dtype=np.int64)[firsts], reasons
 
     def _text(self, col: pa.Array, column: int, what: str,
               problems: dict[int, tuple[int, str]]) -> pa.Array:
