@@ -45,6 +45,7 @@ from .parts import (
     part_rows,
     score_part,
     worker_model,
+    worker_options,
 )
 from .pipeline import check_source_options, score_one, skipped_summary
 from .plan import hold_outputs, leftover_names, plan_run
@@ -113,7 +114,7 @@ def score_whole_file(model_data: bytes, sha256: str, src: str, dst: str,
     """One input, one task: exactly the local engine (the client holds the lock)."""
     try:
         model = worker_model(model_data, sha256)
-        return score_one(src, dst, model, options, force=force, run_id=run_id)
+        return score_one(src, dst, model, worker_options(options), force=force, run_id=run_id)
     except DigitsError as exc:
         return failed_summary(src, exc)
     except Exception as exc:  # a bug: the file fails as the local engine reports it
@@ -227,7 +228,15 @@ def _submit(client: Any, src: str, dst: str, model: Model, options: ScoreOptions
     plan.future = client.submit(join_parts, model.sha256, abs_src, abs_dst, options, before,
                                 parts, time.perf_counter(), run_id, digest, slices, pure=False,
                                 key=f"join-{token}", priority=PRIORITY_JOIN)
+    plan.future.add_done_callback(lambda join: _release_helpers(plan, join))
     return plan
+
+
+def _release_helpers(plan: _Planned, join: Any) -> None:
+    """Once a file is joined, drop its other tasks: Dask would otherwise redo the ones a dying
+    worker held (the client still wants them), and write part files nobody removes."""
+    if join.status == "finished":
+        plan.helpers = []
 
 
 def cuts_of(src: str, options: ScoreOptions, part_bytes: int) -> list[tuple[int, int]] | None:

@@ -414,3 +414,31 @@ def test_an_unexpected_exception_is_reported_as_the_local_engine_does(tmp_path, 
                          [part], 0.0, "r")
     assert (summary.error, summary.exit_code) == (expected.error, 70)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "local"]
+
+
+def test_a_join_run_again_after_its_commit_reports_that_commit(tmp_path, model):
+    """Dask may run the join again after it committed (its worker died before reporting):
+    whatever part files are left, it reports the committed run and never removes it."""
+    from digits_onnx.inference.fsio import bookkeeping_dir
+
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    _labelled_csv(src, 2000, ids=False)
+    bookkeeping_dir(tmp_path)
+    options = ScoreOptions(on_error="skip")
+    cuts = cuts_of(str(src), options, 40_000)
+    parts = [score_part(model.data, model.sha256, str(src), str(dst), options, "run", i, a, b,
+                        encodes_itself("renumber", i)) for i, (a, b) in enumerate(cuts)]
+    counts = [part_rows(part) for part in parts]
+    slices = [None] + [encode_part(str(src), str(dst), options, "run", parts[i], counts[:i])
+                       for i in range(1, len(parts))]
+    first = join_parts(model.sha256, str(src), str(dst), options, None, parts, 0.0, "run",
+                       hash_file(str(src)), slices)
+    output = dst.read_bytes()
+    for part in parts:  # the part files came back, the encoded slices did not
+        Path(part.path).write_bytes(b"")
+    again = join_parts(model.sha256, str(src), str(dst), options, None, parts, 0.0, "run",
+                       hash_file(str(src)), slices)
+    assert (again.status, again.rows, again.rejected) == (first.status, first.rows,
+                                                          first.rejected) == ("scored", 2000, 21)
+    assert dst.read_bytes() == output
+    assert not list(tmp_path.glob(".out.csv.part-*"))
