@@ -212,7 +212,8 @@ class ParquetSource(Source):
         with np.errstate(over="ignore", invalid="ignore"):
             X = as_feature_matrix(cols)
         problems: dict[int, tuple[int, str]] = {}  # rows of bad ids and labels (rare)
-        bad_rows, bad_columns, reasons = np.empty(0, np.int64), np.empty(0, np.int64), []
+        reasons: list[str] = []
+        bad_rows, bad_columns = np.empty(0, np.int64), np.empty(0, np.int64)
         if any(m is not None for m in nulls) or (X.size and not np.isfinite(X.min() + X.max())):
             bad_rows, bad_columns, reasons = self._feature_problems(X, cols, nulls)
         batch = Batch(X=X, rows=np.arange(first, first + n), n_rows=n)
