@@ -6,9 +6,10 @@ of work and puts their results together:
 - one task per input file, running the per-file pipeline (:func:`.pipeline.score_one`) on a
   worker, so its output is the local output by construction;
 - a large plain CSV or NPY file is cut into parts (byte ranges that start at line starts, or
-  row ranges), scored, encoded and joined in order by the tasks of :mod:`.parts`, through the
-  pipeline's own loop and end, so the output's bytes are again the local ones. The input's
-  sha256 for the up-to-date record is computed by one more task while the parts run.
+  row ranges), scored and encoded by the tasks of :mod:`.parts` and joined in order by
+  :mod:`.join`, through the pipeline's own loop and end, so the output's bytes are again the
+  local ones. The input's sha256 for the up-to-date record is computed by one more task
+  while the parts run.
 
 Every output is still written to a temporary file and renamed, so a task that Dask runs twice
 (after a worker died, say) leaves one complete output. The model travels as bytes with its
@@ -35,13 +36,13 @@ from typing import Any
 
 from .errors import ClusterError, DigitsError, MissingInputError, OutputError, UsageError
 from .fsio import remove_leftovers
+from .join import join_parts
 from .model import Model
 from .options import DEFAULT_PART_BYTES, ScoreOptions, local_workers
 from .parts import (
     encode_part,
     hash_file,
     internal_failure,
-    join_parts,
     part_rows,
     score_part,
     worker_model,

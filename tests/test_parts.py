@@ -15,10 +15,10 @@ import pytest
 from digits_onnx.inference import ReadOptions, ScoreOptions, score_files
 from digits_onnx.inference.distributed import cuts_of, encodes_itself, slice_mode
 from digits_onnx.inference.errors import DigitsError, ReadError
+from digits_onnx.inference.join import join_parts
 from digits_onnx.inference.parts import (
     encode_part,
     hash_file,
-    join_parts,
     part_path,
     part_rows,
     score_part,
@@ -49,7 +49,7 @@ def _split_and_join(src: Path, dst: Path, model, options: ScoreOptions, part_byt
                                               counts[:i])) for i in range(1, len(parts))]
     summary = join_parts(model.sha256, str(src), str(dst), options, before, parts, 0.0, "run",
                          hash_file(str(src)), slices)
-    assert not list(dst.parent.glob(f".{dst.name}.part-*")), "parts left behind"
+    assert not [p for p in dst.parent.iterdir() if ".part-" in p.name], "parts left behind"
     return summary
 
 
@@ -248,7 +248,7 @@ def test_a_part_that_cannot_be_written_leaks_no_descriptor(tmp_path, model):
     (".a.csv.part-0123456789ab-00003.arrow", "a.csv"),
     ("..a.csv.part-0123456789ab-00003.arrow.k2j4h1.tmp", "a.csv"),
     (".a.part-2.pred.csv.part-0123456789ab-00001.arrow", "a.part-2.pred.csv"),
-    (".a.csv.part-0123456789ab-00003-text.arrow", "a.csv"),
+    ("..a.csv.part-0123456789ab-00003.text.k2j4h1.tmp", "a.csv"),
     (".a.rejects.csv.x9.tmp", "a.rejects.csv"),
     (".digits-score.lock", None),
     (".a.csv.state.json", None),
@@ -441,4 +441,31 @@ def test_a_join_run_again_after_its_commit_reports_that_commit(tmp_path, model):
     assert (again.status, again.rows, again.rejected) == (first.status, first.rows,
                                                           first.rejected) == ("scored", 2000, 21)
     assert dst.read_bytes() == output
-    assert not list(tmp_path.glob(".out.csv.part-*"))
+    assert not [p for p in tmp_path.iterdir() if ".part-" in p.name]
+
+
+def test_two_attempts_of_an_encoding_part_never_share_a_file(tmp_path, model):
+    """Dask may run a task twice at once (a worker it thought dead still runs it): each
+    attempt of a part that encodes its rows writes a file of its own, the join reads one,
+    and the run's cleanup of leftovers removes the other."""
+    from digits_onnx.inference.fsio import bookkeeping_dir, remove_leftovers
+    from digits_onnx.inference.plan import leftover_names
+
+    src, dst = tmp_path / "in.npy", tmp_path / "out.csv"
+    np.save(src, np.ones((1000, 64), np.float32))
+    bookkeeping_dir(tmp_path)
+    options = ScoreOptions()
+    cuts = cuts_of(str(src), options, 64 * 4 * 300)
+    first = [score_part(model.data, model.sha256, str(src), str(dst), options, "r", i, a, b,
+                        True) for i, (a, b) in enumerate(cuts)]
+    second = score_part(model.data, model.sha256, str(src), str(dst), options, "r", 0,
+                        *cuts[0], True)
+    assert second.path != first[0].path
+    assert Path(second.path).read_bytes() == Path(first[0].path).read_bytes()
+    summary = join_parts(model.sha256, str(src), str(dst), options, None, first, 0.0, "r",
+                         hash_file(str(src)))
+    assert summary.status == "scored" and summary.rows == 1000
+    assert [p.name for p in tmp_path.iterdir() if ".part-" in p.name] == [
+        Path(second.path).name]
+    remove_leftovers(leftover_names([(str(src), str(dst))]))
+    assert not [p for p in tmp_path.iterdir() if ".part-" in p.name]
