@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DigitsError, InternalError
+from .errors import DigitsError, internal_error
 from .fsio import (
     fsync_directory,
     output_lock,
@@ -117,13 +117,6 @@ def score_files(inputs: list[str], *, output: str | None = None,
 def _fsync_directories(folders: set[Path]) -> None:
     for folder in sorted(folders):
         fsync_directory(folder)
-
-
-def internal_error(src: str, exc: BaseException) -> InternalError:
-    """An unexpected exception while scoring ``src``, as one line that names the file."""
-    text = str(exc).strip().splitlines()
-    return InternalError(f"{src}: internal error: {type(exc).__name__}"
-                         f"{': ' + text[0] if text else ''} (--debug shows the traceback)")
 
 
 def write_summary(path: str, summary: BatchSummary) -> None:

@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ClusterError, DigitsError, MissingInputError, OutputError, UsageError
+from .errors import (
+    ClusterError,
+    DigitsError,
+    MissingInputError,
+    OutputError,
+    UsageError,
+    internal_error,
+)
 from .fsio import remove_leftovers
 from .join import join_parts
 from .model import Model
@@ -42,7 +49,6 @@ from .options import DEFAULT_PART_BYTES, ScoreOptions, local_workers
 from .parts import (
     encode_part,
     hash_file,
-    internal_failure,
     part_rows,
     score_part,
     worker_model,
@@ -119,7 +125,7 @@ def score_whole_file(model_data: bytes, sha256: str, src: str, dst: str,
     except DigitsError as exc:
         return failed_summary(src, exc)
     except Exception as exc:  # a bug: the file fails as the local engine reports it
-        return failed_summary(src, internal_failure(src, exc))
+        return failed_summary(src, internal_error(src, exc))
 
 
 # -- the client ----------------------------------------------------------------------------------

@@ -104,6 +104,14 @@ class InternalError(DigitsError):
     exit_code = EXIT_SOFTWARE
 
 
+def internal_error(src: str, exc: BaseException) -> InternalError:
+    """An unexpected exception while scoring ``src``, as one line that names the file: the
+    same words from the local engine and from a cluster task."""
+    text = str(exc).strip().splitlines()
+    return InternalError(f"{src}: internal error: {type(exc).__name__}"
+                         f"{': ' + text[0] if text else ''} (--debug shows the traceback)")
+
+
 class ClusterError(DigitsError):
     """The Dask cluster cannot be reached, or a task kept killing the workers that ran it."""
 

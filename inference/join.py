@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .errors import ClusterError, DigitsError, InputDataError, write_error
+from .errors import ClusterError, DigitsError, InputDataError, internal_error, write_error
 from .options import ScoreOptions
-from .parts import PartResult, Slice, encode, internal_failure, read_tables, renumbered
+from .parts import PartResult, Slice, encode, read_tables, renumbered
 from .pipeline import finish_file, recorded_summary, remove_unit, write_output
 from .plan import rejects_path_for
 from .state import StatKey, file_sha256
@@ -45,7 +45,7 @@ def join_parts(sha256: str, src: str, dst: str, options: ScoreOptions,
             exc.removed = remove_unit(dst, rejects_path_for(src, dst))
         return failed_summary(src, exc)
     except Exception as exc:
-        return failed_summary(src, internal_failure(src, exc))
+        return failed_summary(src, internal_error(src, exc))
     finally:
         for path in {p.path for p in parts} | {s.path for s in slices if s is not None and s.path}:
             with contextlib.suppress(FileNotFoundError):

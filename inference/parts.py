@@ -32,9 +32,9 @@ import pyarrow as pa
 
 from .errors import (
     DigitsError,
-    InternalError,
     ModelError,
     ReadError,
+    internal_error,
     read_error,
     write_error,
 )
@@ -60,14 +60,6 @@ from .writers import (
 #: larger than one thread needs only cost memory: a 64 MB part of a CSV peaks about 100 MB
 #: lower at 4 MiB than at the local engine's 8 MiB, for the same CPU time.
 WORKER_BLOCK_BYTES = 4 << 20
-
-
-def internal_failure(src: str, exc: BaseException) -> InternalError:
-    """An unexpected exception in a task, in the words of the local engine
-    (:func:`digits_onnx.inference.api.internal_error`)."""
-    text = str(exc).strip().splitlines()
-    return InternalError(f"{src}: internal error: {type(exc).__name__}"
-                         f"{': ' + text[0] if text else ''} (--debug shows the traceback)")
 
 
 # -- the model and the options on a worker ------------------------------------------------------
@@ -244,7 +236,7 @@ def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: Scor
     except DigitsError as exc:
         return _failed(fail, exc)
     except Exception as exc:  # a bug: the file fails as the local engine reports it
-        return _failed(fail, internal_failure(src, exc))
+        return _failed(fail, internal_error(src, exc))
     out: AtomicFile | None = None
     writer: Writer | None = None
     made: SliceWriter | None = None
@@ -272,7 +264,7 @@ def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: Scor
             f"{src}: cannot read or write a part ({exc.strerror or exc})"))
     except Exception as exc:
         _abandon(writer, out, made)
-        return _failed(fail, internal_failure(src, exc))
+        return _failed(fail, internal_error(src, exc))
     except BaseException:
         _abandon(writer, out, made)
         raise
@@ -328,7 +320,7 @@ def encode_part(src: str, dst: str, options: ScoreOptions, run_id: str, part: Pa
     except Exception as exc:
         if writer is not None:
             writer.discard()
-        return Slice("", 0, internal_failure(src, exc))
+        return Slice("", 0, internal_error(src, exc))
 
 
 def hash_file(src: str) -> str | DigitsError:

@@ -388,7 +388,7 @@ def test_an_unexpected_exception_is_reported_as_the_local_engine_does(tmp_path, 
     whether it happens in a whole-file task, a part or the join."""
     from digits_onnx.inference import api, distributed
     from digits_onnx.inference import parts as parts_module
-    from digits_onnx.inference.parts import internal_failure
+    from digits_onnx.inference.errors import internal_error
 
     def broken(*args, **kwargs):
         raise ValueError("boom\nsecond line")
@@ -400,7 +400,7 @@ def test_an_unexpected_exception_is_reported_as_the_local_engine_does(tmp_path, 
     local = score_files([str(src)], out_dir=tmp_path / "local", model=model)
     (expected,) = local.files
     assert expected.exit_code == 70
-    assert str(internal_failure(str(src), ValueError("boom\nsecond line"))) == expected.error
+    assert str(internal_error(str(src), ValueError("boom\nsecond line"))) == expected.error
 
     monkeypatch.setattr(distributed, "score_one", broken)
     whole = distributed.score_whole_file(model.data, model.sha256, str(src),
