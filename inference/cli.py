@@ -64,6 +64,11 @@ def _column(value: str) -> str | int:
     return int(value) if value.lstrip("-").isdigit() else value
 
 
+def _columns(value: str) -> str | list[str | int]:
+    """``all``, or columns separated by commas (each as :func:`_column` takes it)."""
+    return value if value == "all" else [_column(v) for v in value.split(",")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, usage=USAGE,
@@ -107,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="column (name, or number from 1) carried into the output as the key")
     inp.add_argument("--label-column", type=_column, metavar="COL",
                      help="column of true labels; the summary then reports accuracy")
+    inp.add_argument("--keep-columns", type=_columns, metavar="COLS",
+                     help="input columns carried into the output after the key: names or "
+                     "numbers (from 1), comma-separated, or 'all'; named columns are not "
+                     "features; one named like an output column becomes input_<name>")
     val = p.add_argument_group("validation")
     val.add_argument("--on-error", metavar=_choices(ON_ERROR), default="fail",
                      help="fail: a bad row fails its file (default); skip: score the good rows "
@@ -214,7 +223,7 @@ def _score(args: argparse.Namespace, started: float) -> int:
     options = ScoreOptions(
         read=ReadOptions(input_format=args.input_format, delimiter=args.delimiter,
                          header=args.header, id_column=args.id_column,
-                         label_column=args.label_column),
+                         label_column=args.label_column, keep_columns=args.keep_columns),
         output_format=args.output_format, proba=args.proba, on_error=args.on_error,
         strict=args.strict,
     )

@@ -93,7 +93,7 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions, before: StatKe
         raise AssertionError("some parts of a text output were not encoded")
     id_name = parts[0].id_name if parts else None
     fmt = detect_output_format(dst, options.output_format)
-    schema = output_schema(id_name, options.proba)
+    schema = (parts[0].schema if parts else None) or output_schema(id_name, options.proba)
     report = RejectReport(rejects_path_for(src, dst))
 
     def fill(writer: Writer) -> Tally:

@@ -38,11 +38,16 @@ class ScoreOptions:
                              f"{', '.join(OUTPUT_FORMATS)}")
         if self.on_error not in ON_ERROR:
             raise UsageError(f"--on-error must be one of {', '.join(ON_ERROR)}")
+        if self.output_format == "npy" and self.read.keep_columns is not None:
+            raise UsageError("NPY output holds the predictions only; --keep-columns needs csv, "
+                             "tsv, jsonl or parquet output")
 
     def fingerprint(self) -> dict[str, Any]:
         read = asdict(self.read)
         read.pop("chunk_bytes")
         read.pop("chunk_rows")
+        if isinstance(self.read.keep_columns, tuple):  # as JSON gives it back from a record
+            read["keep_columns"] = list(self.read.keep_columns)
         return {"read": read, "output_format": self.output_format, "proba": self.proba,
                 "on_error": self.on_error, "strict": self.strict}
 

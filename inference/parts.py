@@ -199,6 +199,8 @@ class PartResult:
     #: rows it encoded.
     encoded: bool = False
     written: int = 0
+    #: The output's columns, as the part's source gave them (None when it failed to open).
+    schema: pa.Schema | None = None
 
     def failure(self, line_shift: int) -> DigitsError | None:
         """The part's error in the whole file's line numbering."""
@@ -244,7 +246,7 @@ def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: Scor
     try:
         source.restrict(begin, stop)
         first_line = getattr(source, "next_line", None)
-        schema = output_schema(source.id_name, options.proba)
+        schema = output_schema(source.id_name, options.proba, source.kept_fields)
         if encoded:
             fmt = detect_output_format(dst, options.output_format)
             writer = made = SliceWriter(dst, run_id, index, fmt, schema)
@@ -273,7 +275,7 @@ def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: Scor
     row_base = begin if detect_format(src, options.read.input_format) == "npy" else 0
     return PartResult(index, str(path), tally, source.id_name, row_base, first_line,
                       getattr(source, "next_line", None), encoded=encoded,
-                      written=closing.rows)
+                      written=closing.rows, schema=schema)
 
 
 def _abandon(writer: Writer | None, out: AtomicFile | None, made: SliceWriter | None) -> None:
@@ -304,7 +306,7 @@ def encode_part(src: str, dst: str, options: ScoreOptions, run_id: str, part: Pa
     shift = sum(rows_before) - part.row_base
     writer: SliceWriter | None = None
     try:
-        schema = output_schema(part.id_name, options.proba)
+        schema = part.schema or output_schema(part.id_name, options.proba)
         writer = SliceWriter(dst, run_id, part.index,
                              detect_output_format(dst, options.output_format), schema)
         with read_tables(part.path) as reader:

@@ -40,6 +40,7 @@ from .options import ScoreOptions
 from .plan import is_stream, rejects_path_for
 from .readers import STDIN, Batch, Reject, Source, detect_format, open_source
 from .readers.base import check_values, first_out_of_range_column, out_of_range_rows
+from .readers.read_options import NPY_HAS_NO_COLUMNS
 from .state import (
     StatKey,
     changed,
@@ -92,7 +93,7 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
             report = RejectReport(rejects_at)
             fmt = detect_output_format(None if streamed else dst, options.output_format)
             unit = write_output(
-                src, dst, fmt, output_schema(source.id_name, options.proba),
+                src, dst, fmt, output_schema(source.id_name, options.proba, source.kept_fields),
                 lambda writer: score_stream(source, model, options, writer, dst, progress,
                                             on_rejects=report.add,
                                             read_ahead=_larger_than_a_block(src, options)),
@@ -130,10 +131,9 @@ def check_input(src: str, dst: str) -> None:
 
 def check_source_options(src: str, options: ScoreOptions) -> None:
     """Refuse options that cannot apply to this input (rather than ignore them)."""
-    if (options.read.id_column is not None or options.read.label_column is not None) and (
+    if not options.read.names_no_columns() and (
             detect_format(src, options.read.input_format) == "npy"):
-        raise UsageError(f"{src}: an NPY file holds only the 64 features; --id-column and "
-                         "--label-column name columns of CSV or Parquet inputs")
+        raise UsageError(f"{src}: {NPY_HAS_NO_COLUMNS}")
 
 
 def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
@@ -286,7 +286,7 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
     """
     tally = Tally()
     has_truth = options.read.label_column is not None
-    schema = output_schema(source.id_name, options.proba)
+    schema = output_schema(source.id_name, options.proba, source.kept_fields)
     batches = source.batches()
     for batch in prefetch(batches) if read_ahead else batches:
         batch.feature_columns = source.feature_columns
@@ -346,10 +346,12 @@ def range_check(batch: Batch, strict: bool, tally: Tally) -> None:
 
 def prediction_table(batch: Batch, labels: np.ndarray, proba: np.ndarray,
                      schema: pa.Schema) -> pa.Table:
-    """One output table: the key (id or row number), label, confidence and p0..p9."""
+    """One output table: the key (id or row number), the kept input columns, label,
+    confidence and p0..p9."""
     key = batch.ids if batch.ids is not None else from_numpy(batch.rows.astype(np.int64))
-    columns = [key, from_numpy(labels.astype(np.int64)), from_numpy(proba.max(axis=1))]
-    if len(schema) > 3:
+    columns = [key, *batch.kept, from_numpy(labels.astype(np.int64)),
+               from_numpy(proba.max(axis=1))]
+    if len(schema) > len(columns):
         columns += [from_numpy(proba[:, k]) for k in range(N_CLASSES)]
     return pa.Table.from_arrays(columns, schema=schema)
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -39,21 +40,34 @@ def detect_output_format(path: str | None, given: str | None) -> str:
     return output_format_of(Path(path).name) or "csv"
 
 
-def output_schema(id_name: str | None, proba: bool) -> pa.Schema:
-    """Columns of every output: the row number or the id, label, confidence, then p0..p9.
+def output_schema(id_name: str | None, proba: bool,
+                  kept: Sequence[pa.Field] = ()) -> pa.Schema:
+    """Columns of every output: the key (the row number, or the id), the input columns kept
+    (``--keep-columns``), then label, confidence and p0..p9.
 
-    An id column named like one of the others would give a table with two fields of one name
-    (unreadable as JSON Lines or Parquet): refused.
+    Never two fields of one name (a table no JSON Lines or Parquet reader could take): an
+    input column carried under a name the scorer writes itself (``row``, ``label``,
+    ``confidence``, ``p0``..``p9``) is renamed ``input_<name>``; two input columns that still
+    share a name are refused.
     """
-    names = ["label", "confidence", *(PROBA_COLUMNS if proba else [])]
-    if id_name in names:
+    own = ["label", "confidence", *(PROBA_COLUMNS if proba else [])]
+    taken = {*own, "row"} if id_name is None else set(own)
+
+    def carried(name: str) -> str:
+        return f"input_{name}" if name in taken else name
+
+    key = pa.field(carried(id_name), pa.string()) if id_name else pa.field("row", pa.int64())
+    fields = [key, *(pa.field(carried(f.name), f.type) for f in kept)]
+    fields += [pa.field("label", pa.int64()), pa.field("confidence", pa.float32())]
+    fields += [pa.field(name, pa.float32()) for name in own[2:]]
+    names = [f.name for f in fields]
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        given = [f.name for f in kept] + ([id_name] if id_name else [])
         raise UsageError(
-            f"--id-column {id_name!r}: the output has a column of that name already "
-            f"({', '.join(names)}); rename the input column"
+            f"two output columns would be named {twice!r} (carried: {', '.join(given)}); "
+            "keep only one of them, or rename the input columns"
         )
-    key = pa.field(id_name, pa.string()) if id_name else pa.field("row", pa.int64())
-    fields = [key, pa.field("label", pa.int64()), pa.field("confidence", pa.float32())]
-    fields += [pa.field(name, pa.float32()) for name in names[2:]]
     return pa.schema(fields)
 
 
@@ -166,18 +180,8 @@ class JsonlWriter(TableWriter):
         self._fh: BinaryIO = open(sink, "wb") if isinstance(sink, Path) else sink  # noqa: SIM115
 
     def _write(self, table: pa.Table) -> None:
-        import pyarrow.compute as pc
-
         keys = [json.dumps(name) for name in table.schema.names]
-        columns = []
-        for field, column in zip(table.schema, table.columns, strict=True):
-            if pa.types.is_floating(field.type):
-                # The same shortest float32 text as the CSV writer's ("0.9983885").
-                columns.append(pc.cast(column, pa.string()).to_pylist())
-            elif pa.types.is_integer(field.type):
-                columns.append([str(v) for v in column.to_pylist()])
-            else:
-                columns.append([json.dumps(v) for v in column.to_pylist()])
+        columns = [_json_values(column) for column in table.columns]
         lines = "".join(
             "{" + ", ".join(f"{k}: {v}" for k, v in zip(keys, values, strict=True)) + "}\n"
             for values in zip(*columns, strict=True)
@@ -189,6 +193,23 @@ class JsonlWriter(TableWriter):
             self._fh.close()
         else:
             self._fh.flush()
+
+
+def _json_values(column: pa.ChunkedArray) -> list[str]:
+    """A column's values as JSON text. Floats as the CSV writer prints them (the shortest
+    text that reads back the same float32, "0.9983885"); an empty cell, NaN or infinity as
+    null (JSON has no such numbers); dates, times and decimals as strings."""
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_floating(kind):
+        texts = pc.cast(column, pa.string()).to_pylist()
+        return [t if t is not None and t[-1:].isdigit() else "null" for t in texts]
+    if pa.types.is_integer(kind):
+        return ["null" if v is None else str(v) for v in column.to_pylist()]
+    if pa.types.is_boolean(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return [json.dumps(v) for v in column.to_pylist()]
+    return ["null" if v is None else json.dumps(str(v)) for v in column.to_pylist()]
 
 
 class NpyWriter(TableWriter):

@@ -139,16 +139,16 @@ def test_stdin_is_never_up_to_date(here, model_path):
         assert len(Path("out.csv").read_text().splitlines()) == rows + 1
 
 
-def test_an_id_column_named_like_an_output_column_is_refused(here, model_path, capsys,
-                                                             digits_rows):
+def test_an_id_column_named_like_an_output_column_is_carried_as_input_name(
+        here, model_path, digits_rows):
+    """Never two fields of one name: the input's column is renamed, the scorer's kept."""
     text = csv_text(digits_rows[:5], ids=True).replace("id,", "label,", 1)
     Path("ids.csv").write_text(text)
     code = main(["ids.csv", "-o", "out.jsonl", "--id-column", "label", "--model",
                  str(model_path)])
-    assert code == 2
-    assert "--id-column 'label': the output has a column of that name already" in \
-        capsys.readouterr().err
-    assert not Path("out.jsonl").exists()
+    assert code == 0
+    first = json.loads(Path("out.jsonl").read_text().splitlines()[0])
+    assert list(first) == ["input_label", "label", "confidence"]
 
 
 def test_a_failed_rerun_removes_the_stale_unit(here, model_path, capsys, digits_rows):
@@ -305,15 +305,15 @@ def test_no_python_warning_reaches_stderr(here, model_path, monkeypatch, capsys)
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("flag", ["--id-column", "--label-column"])
+@pytest.mark.parametrize("flag", ["--id-column", "--label-column", "--keep-columns"])
 def test_column_options_on_an_npy_input_are_refused_not_ignored(here, model_path, capsys,
                                                                 digits_rows, flag):
     np.save("in.npy", digits_rows[:5])
-    code = main(["in.npy", "-o", "out.csv", flag, "0", "--model", str(model_path)])
+    code = main(["in.npy", "-o", "out.csv", flag, "1", "--model", str(model_path)])
     assert code == 2
     assert capsys.readouterr().err == (
-        "digits-score: error: in.npy: an NPY file holds only the 64 features; --id-column "
-        "and --label-column name columns of CSV or Parquet inputs\n")
+        "digits-score: error: in.npy: an NPY file holds only the 64 features; --id-column, "
+        "--label-column and --keep-columns name columns of CSV or Parquet inputs\n")
     assert not Path("out.csv").exists()
 
 

@@ -102,8 +102,8 @@ def test_refused_inputs_are_named_with_the_reason_and_the_code(here, model_path,
     assert out == [
         "create out (the output directory)",
         "score  in/a.csv -> out/a.pred.csv",
-        "refuse in/c.npy: an NPY file holds only the 64 features; --id-column and "
-        "--label-column name columns of CSV or Parquet inputs (exit 2)",
+        "refuse in/c.npy: an NPY file holds only the 64 features; --id-column, "
+        "--label-column and --keep-columns name columns of CSV or Parquet inputs (exit 2)",
         "refuse missing.csv: no such file (exit 66)",
         "dry run: 3 inputs: 1 to score, 0 up to date, 2 refused; a run would start with exit 1",
     ]

@@ -38,7 +38,8 @@ INPUT_CASES = [
      "its lines with CR alone; save it with LF or CRLF line endings"),
     ("csv_decimal_commas.csv", "", 65,
      "csv_decimal_commas.csv: line 1: expected 64 feature columns, found 65 (65 "
-     "columns in all); name the extra columns with --id-column and --label-column"),
+     "columns in all); name the extra columns with --id-column, --label-column or "
+     "--keep-columns"),
     ("csv_empty.csv", "", 65, "csv_empty.csv: the file is empty"),
     ("csv_empty_cell.csv", "", 65, "csv_empty_cell.csv: line 3, column 31 (pixel_3_6): empty cell"),
     ("csv_fake.csv.gz", "", 65,
@@ -67,7 +68,8 @@ INPUT_CASES = [
     ("csv_ragged_short.csv", "", 65, "csv_ragged_short.csv: line 4: expected 64 columns, found 60"),
     ("csv_too_many_columns.csv", "", 65,
      "csv_too_many_columns.csv: line 1: expected 64 feature columns, found 65 (65 "
-     "columns in all); name the extra columns with --id-column and --label-column"),
+     "columns in all); name the extra columns with --id-column, --label-column or "
+     "--keep-columns"),
     ("csv_truncated.csv.gz", "", 65,
      "csv_truncated.csv.gz: not a valid gzip file (Compressed file ended before the "
      "end-of-stream marker was reached)"),

@@ -469,3 +469,25 @@ def test_two_attempts_of_an_encoding_part_never_share_a_file(tmp_path, model):
         Path(second.path).name]
     remove_leftovers(leftover_names([(str(src), str(dst))]))
     assert not [p for p in tmp_path.iterdir() if ".part-" in p.name]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize("keep", ["all", "note"])
+def test_kept_columns_survive_the_split_and_the_join(tmp_path, model, fmt, keep):
+    """Each part carries its rows' kept cells; the joined output is the local engine's."""
+    src = tmp_path / "in.csv"
+    _labelled_csv(src, 3000, ids=True)
+    if keep != "all":  # a named column is context, not a feature: the file gets one more
+        lines = src.read_text().splitlines()
+        lines = [lines[0] + ",note"] + [f"{line},note {i}" if line else line
+                                        for i, line in enumerate(lines[1:])]
+        src.write_text("\n".join(lines) + "\n")
+    kept = "all" if keep == "all" else keep.split(",")
+    options = ScoreOptions(read=ReadOptions(id_column="id", keep_columns=kept),
+                           on_error="skip", output_format=fmt)
+    local = _local(src, tmp_path / "local.out", model, options)
+    (tmp_path / "in.rejects.csv").unlink()
+    joined = _split_and_join(src, tmp_path / "joined.out", model, options, part_bytes=50_000)
+    _same(joined, local)
+    assert local.scored > 2900
+    assert (tmp_path / "joined.out").read_bytes() == (tmp_path / "local.out").read_bytes()

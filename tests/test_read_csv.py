@@ -191,7 +191,7 @@ def test_label_that_is_not_an_integer(tmp_path):
         (b"\n\n", "x.csv: the file is empty"),
         ((",".join(["1"] * 66) + "\n").encode(),
          "x.csv: line 1: expected 64 feature columns, found 66 (66 columns in all); name the "
-         "extra columns with --id-column and --label-column"),
+         "extra columns with --id-column, --label-column or --keep-columns"),
         (b"a,b,c\n1,2,3\n", "x.csv: line 1: expected 64 feature columns, found 3 (3 columns "
          "in all)"),
         (b"\xe9t\xe9," * 63 + b"x\n",

@@ -218,7 +218,8 @@ def test_a_stream_of_bad_npy_bytes_fails_like_a_file(tmp_path):
         65, "digits-score: error: <stdin>: the NPY header is truncated\n")
 
 
-@pytest.mark.parametrize("option", [{"id_column": 0}, {"label_column": "label"}])
+@pytest.mark.parametrize("option", [{"id_column": 0}, {"label_column": "label"},
+                                    {"keep_columns": "all"}, {"keep_columns": ["a"]}])
 def test_column_options_cannot_apply_to_an_npy_input_however_it_arrives(tmp_path, digits_rows,
                                                                         option):
     """Silently ignored before; the format of a stream is known only once it is read."""
@@ -227,6 +228,6 @@ def test_column_options_cannot_apply_to_an_npy_input_however_it_arrives(tmp_path
     path = tmp_path / "x.dat"
     path.write_bytes(saved(digits_rows[:3]))
     with pytest.raises(UsageError, match=r"x.dat: an NPY file holds only the 64 features; "
-                                         r"--id-column and --label-column name columns of CSV "
-                                         r"or Parquet inputs"):
+                                         r"--id-column, --label-column and --keep-columns name "
+                                         r"columns of CSV or Parquet inputs"):
         open_source(str(path), ReadOptions(**option))

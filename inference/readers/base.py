@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,8 +11,7 @@ import pyarrow as pa
 from ..arrow import from_numpy
 from ..contract import FEATURE_MAX, FEATURE_MIN, N_FEATURES
 from ..errors import UsageError
-
-# Still importable from here, where it used to live.
+from .read_options import KEEP_ALL
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +48,8 @@ class Batch:
     n_rows: int
     #: The input's id column (an Arrow array), when it has one.
     ids: pa.Array | None = None
+    #: The input columns carried to the output (``--keep-columns``), as Arrow arrays.
+    kept: list[pa.Array] = field(default_factory=list)
     truth: np.ndarray | None = None
     lines: np.ndarray | None = None
     rejects: list[Reject] = field(default_factory=list)
@@ -79,8 +80,11 @@ class Batch:
         self.X = np.ascontiguousarray(self.X[mask])
         self._extrema = None
         self.rows = self.rows[mask]
-        if self.ids is not None:
-            self.ids = self.ids.filter(from_numpy(mask))
+        if self.ids is not None or self.kept:
+            arrow_mask = from_numpy(mask)
+            if self.ids is not None:
+                self.ids = self.ids.filter(arrow_mask)
+            self.kept = [column.filter(arrow_mask) for column in self.kept]
         if self.truth is not None:
             self.truth = self.truth[mask]
         if self.lines is not None:
@@ -97,6 +101,8 @@ class Source:
     display: str
     #: Name of the id column in the output, when the input carries ids.
     id_name: str | None = None
+    #: The columns carried to the output (``--keep-columns``), named as in the input.
+    kept_fields: tuple[pa.Field, ...] = ()
     #: Name of each feature column, for messages (column numbers are 1-based).
     feature_columns: list[int]
     column_names: list[str] | None = None
@@ -174,6 +180,30 @@ def resolve_column(spec: str | int, names: list[str], has_header: bool, what: st
     if not -len(names) <= number <= len(names):
         raise UsageError(f"{what} {number} is out of range: the file has {len(names)} columns")
     return number - 1 if number > 0 else number % len(names)
+
+
+def kept_columns(spec: str | Sequence[str | int] | None, names: list[str], has_header: bool,
+                 id_idx: int | None) -> list[int]:
+    """The 0-based positions of the ``--keep-columns``: every column for ``all`` (in the
+    input's order), else the ones given (in that order). The id column is the output's key
+    already: it is not carried twice."""
+    if spec is None:
+        return []
+    if spec == KEEP_ALL:
+        return [i for i in range(len(names)) if i != id_idx]
+    positions: list[int] = []
+    for column in spec:
+        i = resolve_column(column, names, has_header, "--keep-columns")
+        if i in positions:
+            raise UsageError(f"--keep-columns: {column} is column {i + 1}, named already")
+        positions.append(i)
+    return [i for i in positions if i != id_idx]
+
+
+def output_names(positions: list[int], names: list[str], has_header: bool) -> list[str]:
+    """The names carried columns take in the output: their header's, else ``column_N``
+    (numbered from 1, as in messages)."""
+    return [names[i] if has_header and names[i] else f"column_{i + 1}" for i in positions]
 
 
 def out_of_range_rows(X: np.ndarray) -> np.ndarray:

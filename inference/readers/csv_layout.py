@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from ..contract import N_FEATURES
 from ..errors import InputDataError, UsageError
-from .base import resolve_column
-from .read_options import ReadOptions
+from .base import kept_columns, output_names, resolve_column
+from .read_options import KEEP_ALL, ReadOptions
 from .sniff import DELIMITERS, HEAD_BYTES, SAMPLE_LINES, detect_delimiter, split_fields
 
 __all__ = ["DELIMITERS", "SAMPLE_LINES", "SNIFF_BYTES", "Layout", "detect_delimiter",
@@ -33,6 +33,9 @@ class Layout:
     feature_idx: list[int]
     id_idx: int | None
     label_idx: int | None
+    #: Columns carried to the output (``--keep-columns``), and their names there.
+    kept_idx: list[int]
+    kept_names: list[str]
 
 
 def is_number(token: str) -> bool:
@@ -84,8 +87,7 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str, line: int = 1
     if header is None:
         header = header_verdict(fields, options)
     if header is None:
-        given = {_index(spec, n_cols) for spec in (options.id_column, options.label_column)
-                 if spec is not None}
+        given = {_index(spec, n_cols) for spec in _given(options)}
         n_features = n_cols - len(given)
         if None not in given and n_features != N_FEATURES:
             raise _width_error(display, line, n_features, n_cols)  # wrong either way: say why
@@ -102,21 +104,33 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str, line: int = 1
         label_idx = resolve_column(options.label_column, names, header, "--label-column")
         if label_idx == id_idx:
             raise UsageError("--id-column and --label-column name the same column")
+    kept_idx = kept_columns(options.keep_columns, names, header, id_idx)
     extra = {i for i in (id_idx, label_idx) if i is not None}
+    if options.keep_columns != KEEP_ALL:
+        extra.update(kept_idx)  # named columns are carried, not scored
     feature_idx = [i for i in range(n_cols) if i not in extra]
     if len(feature_idx) != N_FEATURES:
         raise _width_error(display, line, len(feature_idx), n_cols)
-    return Layout(delim, ws, header, names, feature_idx, id_idx, label_idx)
+    return Layout(delim, ws, header, names, feature_idx, id_idx, label_idx, kept_idx,
+                  output_names(kept_idx, names, header))
 
 
 def _width_error(display: str, line: int, n_features: int, n_cols: int) -> InputDataError:
     hint = ""
     if n_features > N_FEATURES:
-        hint = "; name the extra columns with --id-column and --label-column"
+        hint = "; name the extra columns with --id-column, --label-column or --keep-columns"
     return InputDataError(
         f"{display}: line {line}: expected {N_FEATURES} feature columns, found "
         f"{n_features} ({n_cols} columns in all){hint}"
     )
+
+
+def _given(options: ReadOptions) -> list[str | int]:
+    """The columns the options name one by one: the id, the label, the kept ones."""
+    given = [spec for spec in (options.id_column, options.label_column) if spec is not None]
+    if isinstance(options.keep_columns, tuple):
+        given.extend(options.keep_columns)
+    return given
 
 
 def _index(spec: str | int | None, n_cols: int) -> int | None:
@@ -133,8 +147,8 @@ def _is_word(field: str) -> bool:
 
 def _counted(fields: list[str], options: ReadOptions) -> list[int]:
     """The columns that must hold numbers in a data row: all but those given by index as
-    the id or label column (an id may be anything)."""
-    skip = {_index(spec, len(fields)) for spec in (options.id_column, options.label_column)}
+    the id, label or kept columns (an id may be anything)."""
+    skip = {_index(spec, len(fields)) for spec in _given(options)}
     return [i for i in range(len(fields)) if i not in skip]
 
 
@@ -144,7 +158,8 @@ def header_verdict(fields: list[str], options: ReadOptions) -> bool | None:
     A header must be a line that cannot be data, so that no data row is ever dropped and no
     header ever scored:
 
-    - a line naming the ``--id-column`` or ``--label-column`` given by name is a header;
+    - a line naming the ``--id-column``, ``--label-column`` or a ``--keep-columns`` column
+      given by name is a header;
     - a line whose numbers are exactly the column indexes, ``0, 1, ..., 63`` or
       ``1, 2, ..., 64`` in order (what pandas writes for an unnamed frame), is a header,
       whatever else it holds (an id or label name, an empty index name); pixel values stop
@@ -155,9 +170,10 @@ def header_verdict(fields: list[str], options: ReadOptions) -> bool | None:
       (``O`` for ``0``) must not turn a row into a header, nor a header with numeric names
       into a row.
 
-    The id and label columns given by index are left out of the count (an id may be a word).
+    The id, label and kept columns given by index are left out of the count (an id may be a
+    word).
     """
-    names = {spec for spec in (options.id_column, options.label_column) if isinstance(spec, str)}
+    names = {spec for spec in _given(options) if isinstance(spec, str)}
     if names & {f.strip() for f in fields}:
         return True
     counted = [fields[i] for i in _counted(fields, options)]

@@ -35,22 +35,34 @@ class BlockParser:
     def _arrow_options(self) -> dict[str, Any]:
         """pyarrow's options for this layout. Blank lines are dropped before a block is parsed;
         one left would be a row of nulls, never lost, so rows = lines stays checkable."""
-        layout = self.layout
-        names = [f"c{i}" for i in range(len(layout.names))]
-        types: dict[str, pa.DataType] = {names[i]: pa.float64() for i in layout.feature_idx}
-        if layout.id_idx is not None:
-            types[names[layout.id_idx]] = pa.string()
-        if layout.label_idx is not None:
-            types[names[layout.label_idx]] = pa.int64()
+        names = [f"c{i}" for i in range(len(self.layout.names))]
+        types = dict(zip(names, self.column_types(), strict=True))
         return {
             "read_options": pacsv.ReadOptions(column_names=names, block_size=1 << 20),
-            "parse_options": pacsv.ParseOptions(delimiter=layout.delimiter.decode(),
+            "parse_options": pacsv.ParseOptions(delimiter=self.layout.delimiter.decode(),
                                                 ignore_empty_lines=False),
             "convert_options": pacsv.ConvertOptions(
                 column_types=types, null_values=[""], strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
         }
+
+    def column_types(self) -> list[pa.DataType]:
+        """What each column parses to: features float64, labels int64, the rest (ids, kept
+        columns) text as written."""
+        layout = self.layout
+        types = [pa.string()] * len(layout.names)
+        for i in layout.feature_idx:
+            types[i] = pa.float64()
+        if layout.label_idx is not None:
+            types[layout.label_idx] = pa.int64()
+        return types
+
+    def kept_fields(self) -> tuple[pa.Field, ...]:
+        """The ``--keep-columns`` columns as the output carries them."""
+        types = self.column_types()
+        return tuple(pa.field(name, types[i]) for i, name in
+                     zip(self.layout.kept_idx, self.layout.kept_names, strict=True))
 
     def parse(self, data: bytes | memoryview) -> pa.Table:
         return pacsv.read_csv(pa.py_buffer(data), **self._options)
@@ -82,6 +94,7 @@ class BlockParser:
             batch.truth = np.empty(0, np.int64)
         if self.layout.id_idx is not None:
             batch.ids = string_array([])
+        batch.kept = [pa.array([], f.type) for f in self.kept_fields()]
         batch.lines = np.empty(0, np.int64)
         return batch
 
@@ -102,8 +115,9 @@ class BlockParser:
             ids = table.column(layout.id_idx).combine_chunks()
         if layout.label_idx is not None:
             truth = to_numpy(table.column(layout.label_idx))
+        kept = [table.column(i).combine_chunks() for i in layout.kept_idx]
         return Batch(X=X, rows=np.arange(first_row, first_row + n), n_rows=n, ids=ids,
-                     truth=truth)
+                     truth=truth, kept=kept)
 
     def _has_nulls(self, table: pa.Table) -> bool:
         """True when some parsed row has an empty cell (or is a blank line)."""

@@ -20,7 +20,7 @@ from numpy.lib import format as npy_format
 from ..contract import IMAGE_SHAPE, N_FEATURES
 from ..errors import InputDataError, UsageError
 from .base import Batch, Reject, Source, value_problem
-from .read_options import ReadOptions
+from .read_options import NPY_HAS_NO_COLUMNS, ReadOptions
 
 MAGIC = npy_format.MAGIC_PREFIX
 MAX_HEADER_BYTES = 10_000
@@ -62,10 +62,9 @@ class NpySource(Source):
     """Reads (N, 64) or (N, 8, 8) arrays of any integer or float dtype, byte order and layout."""
 
     def __init__(self, fd: int, display: str, options: ReadOptions) -> None:
-        if options.id_column is not None or options.label_column is not None:
+        if not options.names_no_columns():
             os.close(fd)
-            raise UsageError(f"{display}: an NPY file holds only the 64 features; --id-column "
-                             "and --label-column name columns of CSV or Parquet inputs")
+            raise UsageError(f"{display}: {NPY_HAS_NO_COLUMNS}")
         self.display = display
         self.options = options
         self._fd = fd

@@ -23,10 +23,18 @@ import pyarrow as pa
 from ..arrow import from_numpy, to_numpy
 from ..contract import N_FEATURES
 from ..errors import InputDataError, read_error
-from .base import Batch, Reject, Source, as_feature_matrix, resolve_column, value_problem
+from .base import (
+    Batch,
+    Reject,
+    Source,
+    as_feature_matrix,
+    kept_columns,
+    resolve_column,
+    value_problem,
+)
 from .csv_diagnosis import INT_PATTERN, castable
 from .parquet_pages import PageError, check_chunk, chunk_ranges
-from .read_options import ReadOptions
+from .read_options import KEEP_ALL, ReadOptions
 
 #: Decoded bytes a record batch may take (rows = this / (8 bytes x columns read)): Arrow
 #: holds a few batches while it decodes, so this bounds the reader's memory.
@@ -46,6 +54,13 @@ def _id_type_ok(t: pa.DataType) -> bool:
         return _id_type_ok(t.value_type)
     return (_is_text(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
             or pa.types.is_decimal(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t))
+
+
+def _carried_type(t: pa.DataType) -> pa.DataType:
+    """The type a kept column has in the output (see ``ParquetSource._carried``)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.string() if _is_text(t) else t
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -93,7 +108,10 @@ class ParquetSource(Source):
             self.id_name = names[self.id_idx]
         if options.label_column is not None:
             self.label_idx = resolve_column(options.label_column, names, True, "--label-column")
+        self.kept_idx = kept_columns(options.keep_columns, names, True, self.id_idx)
         extra = {self.id_idx, self.label_idx}
+        if options.keep_columns != KEEP_ALL:
+            extra.update(self.kept_idx)  # named columns are carried, not scored
         self.feature_columns = [i for i in range(len(names)) if i not in extra]
         if len(self.feature_columns) != N_FEATURES:
             raise self._fail(
@@ -111,13 +129,20 @@ class ParquetSource(Source):
             if idx is not None and not ok(schema.field(idx).type):
                 raise self._fail(f"column {idx + 1} ({names[idx]}) has type "
                                  f"{schema.field(idx).type}, which cannot be the {what}")
+        for i in self.kept_idx:
+            if not _id_type_ok(schema.field(i).type):
+                raise self._fail(f"column {i + 1} ({names[i]}) has type {schema.field(i).type}, "
+                                 "which --keep-columns cannot carry: it takes text, numbers, "
+                                 "booleans, dates and times")
+        self.kept_fields = tuple(pa.field(names[i], _carried_type(schema.field(i).type))
+                                 for i in self.kept_idx)
         self.n_rows = metadata.num_rows
         held = sum(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
         if self.n_rows != held:
             raise self._fail(f"the footer declares {self.n_rows} rows but its row groups "
                              f"hold {held}; the file is corrupt")
-        wanted = sorted(i for i in (*self.feature_columns, self.id_idx, self.label_idx)
-                        if i is not None)
+        wanted = sorted({i for i in (*self.feature_columns, *self.kept_idx, self.id_idx,
+                                     self.label_idx) if i is not None})
         if len(set(names)) == len(names):
             self._columns: list[str] | None = [names[i] for i in wanted]
             #: Where each column of the file is in a record batch read.
@@ -221,6 +246,7 @@ class ParquetSource(Source):
             batch.ids = self._text(self._column(rb, self.id_idx), self.id_idx, "id", problems)
         if self.label_idx is not None:
             batch.truth = self._labels(self._column(rb, self.label_idx), problems)
+        batch.kept = [self._carried(self._column(rb, i), i, problems) for i in self.kept_idx]
         if problems:  # a row is rejected for its first problem: features come first
             keep = np.ones(n, dtype=bool)
             keep[bad_rows] = False
@@ -281,6 +307,15 @@ class ParquetSource(Source):
                 problems.setdefault(r, (column, f"the {what} is bytes that are not UTF-8 text"))
                 texts.append(None)
         return pa.array(texts, pa.string())
+
+    def _carried(self, col: pa.Array, column: int,
+                 problems: dict[int, tuple[int, str]]) -> pa.Array:
+        """A kept column as the output carries it: decoded from a dictionary, bytes as text."""
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        if _is_text(col.type):
+            return self._text(col, column, "value", problems)
+        return col
 
     def _labels(self, col: pa.Array, problems: dict[int, tuple[int, str]]) -> np.ndarray:
         """The labels as int64; an empty, fractional, non-finite or unreadable label rejects
