@@ -61,7 +61,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
                 progress: bool | None = None,
                 on_file: Callable[[FileSummary], None] | None = None,
                 scheduler: object | None = None, part_bytes: int | None = None,
-                reports: Sequence[str] = ()) -> BatchSummary:
+                reports: Sequence[str] = (), recursive: bool = False) -> BatchSummary:
     """Score many inputs (files, directories, globs); one bad file does not stop the others.
 
     Each file's failure is recorded in its summary; the returned summary's ``exit_code`` says
@@ -69,6 +69,8 @@ def score_files(inputs: list[str], *, output: str | None = None,
     address or ``local:N``) the work runs on a Dask cluster with the same results; see
     :mod:`digits_onnx.inference.distributed`. ``reports`` are other paths the caller will
     write after the run (a summary file): they are checked with the run's own outputs.
+    ``recursive`` descends into the subdirectories of directories given as inputs; under
+    ``out_dir`` the outputs mirror that tree.
     """
     check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes,
               output_format=options.output_format if options is not None else None)
@@ -78,10 +80,11 @@ def score_files(inputs: list[str], *, output: str | None = None,
         return score_files_on_cluster(
             inputs, scheduler=scheduler, output=output, out_dir=out_dir, model=model,
             options=options, force=force, progress=progress, on_file=on_file,
-            part_bytes=part_bytes, reports=reports)
+            part_bytes=part_bytes, reports=reports, recursive=recursive)
     started = time.perf_counter()
     model = model or Model.load()
-    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports)
+    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports,
+                    recursive=recursive)
     summary = BatchSummary(files=[], model_sha256=model.sha256, left_out=plan.left_out)
     bar = _progress_bar(plan.files, progress)
     synced: set[Path] = set()

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the run's figures in the Prometheus text format (for "
                      "node_exporter's textfile collector; '-' for stdout), on every exit")
     inp = p.add_argument_group("input")
+    inp.add_argument("-r", "--recursive", action="store_true",
+                     help="descend into the subdirectories of directory inputs (not hidden "
+                     "ones, not through links); --out-dir then mirrors the tree")
     inp.add_argument("--input-format", metavar=_choices(INPUT_FORMATS),
                      help="else from each file's extension")
     inp.add_argument("--delimiter", metavar="D",
@@ -241,7 +244,8 @@ def _score(args: argparse.Namespace, started: float) -> int:
         from .dryrun import dry_run
 
         result = dry_run(args.inputs, output=args.output, out_dir=args.out_dir, model=model,
-                         options=options, force=args.force, reports=reports)
+                         options=options, force=args.force, reports=reports,
+                         recursive=args.recursive)
         if sys.stdout is not None:
             print("\n".join(console.printable(line) for line in result.lines()), flush=True)
         return result.exit_code
@@ -250,7 +254,7 @@ def _score(args: argparse.Namespace, started: float) -> int:
         force=args.force, progress=args.progress,
         on_file=lambda f: console.report_file(PROG, f, args.quiet, args.verbose),
         scheduler=args.scheduler, part_bytes=part_bytes,
-        reports=reports,
+        reports=reports, recursive=args.recursive,
     )
     if args.verbose:
         for path, reason in summary.left_out:

@@ -146,7 +146,7 @@ def score_files_on_cluster(
     out_dir: str | Path | None = None, model: Model | None = None,
     options: ScoreOptions | None = None, force: bool = False, progress: bool | None = None,
     on_file: Callable[[FileSummary], None] | None = None,
-    part_bytes: int | None = None, reports: Sequence[str] = (),
+    part_bytes: int | None = None, reports: Sequence[str] = (), recursive: bool = False,
 ) -> BatchSummary:
     """:func:`inference.score_files` on a Dask cluster: same outputs, summary and exit code.
 
@@ -157,7 +157,8 @@ def score_files_on_cluster(
     started = time.perf_counter()
     model = model or Model.load()
     part_bytes = part_bytes or DEFAULT_PART_BYTES
-    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports)
+    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports,
+                    recursive=recursive)
     options, files, pairs = plan.options, plan.files, plan.pairs
     if STDIN in files:
         raise UsageError("stdin cannot be scored on a cluster; write it to a file first")

@@ -87,14 +87,19 @@ class DryRun:
 
 def dry_run(inputs: list[str], *, output: str | None = None,
             out_dir: str | Path | None = None, model: Model, options: ScoreOptions | None = None,
-            force: bool = False, reports: Sequence[str] = ()) -> DryRun:
+            force: bool = False, reports: Sequence[str] = (),
+            recursive: bool = False) -> DryRun:
     """What :func:`.api.score_files` would do with these arguments, without doing it.
 
     Raises the error the run would stop with before scoring (UsageError, OutputError,
     BusyError, ...); refused inputs are steps, as failed files are in a run.
     """
-    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports)
+    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports,
+                    recursive=recursive)
     result = DryRun(creates=check_output_dir(out_dir) if plan.pairs else [])
+    if out_dir is not None:  # the mirror of a tree scanned with --recursive
+        result.creates += sorted({str(Path(dst).parent) for _, dst in plan.pairs
+                                  if not os.path.isdir(Path(dst).parent)} - {str(Path(out_dir))})
     directories = sorted({str(Path(dst).parent) for _, dst in plan.pairs if not is_stream(dst)})
     for directory in directories:
         if directory not in {str(Path(d)) for d in result.creates}:

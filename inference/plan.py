@@ -40,22 +40,22 @@ class RunPlan:
 
 
 def expand_inputs(inputs: list[str], input_format: str | None = None,
-                  left_out: list[tuple[str, str]] | None = None) -> list[str]:
+                  left_out: list[tuple[str, str]] | None = None, *, recursive: bool = False,
+                  folders: dict[str, str] | None = None) -> list[str]:
     """Files named directly, found in directories (by known extensions) or matched by globs.
 
-    What a directory scan passes over goes to ``left_out`` with the reason.
+    A directory's subdirectories are passed over unless ``recursive``; then the scan descends
+    into them (not into hidden ones, nor through links to directories, which could loop) and
+    ``folders`` receives, for each file found below a subdirectory, its folder relative to
+    the directory named (where its output goes under ``--out-dir``). What a scan passes over
+    goes to ``left_out`` with the reason.
     """
     found: list[str] = []
     for spec in inputs:
         if spec == STDIN:
             found.append(spec)
         elif os.path.isdir(spec):
-            for entry in sorted(str(p) for p in Path(spec).iterdir()):
-                reason = _why_not_an_input(entry, input_format)
-                if reason is None:
-                    found.append(entry)
-                elif left_out is not None:
-                    left_out.append((entry, reason))
+            _scan(Path(spec), Path(), input_format, recursive, found, left_out, folders)
         elif glob.has_magic(spec) and not os.path.lexists(spec):
             # An existing name is a name (brackets[1].csv), never a pattern.
             matches = sorted(glob.glob(spec))
@@ -65,6 +65,36 @@ def expand_inputs(inputs: list[str], input_format: str | None = None,
         else:
             found.append(spec)
     return found
+
+
+def _scan(root: Path, below: Path, input_format: str | None, recursive: bool,
+          found: list[str], left_out: list[tuple[str, str]] | None,
+          folders: dict[str, str] | None) -> None:
+    """One directory of a scan, in name order, descending in place when ``recursive``."""
+    try:
+        entries = sorted(str(p) for p in (root / below).iterdir())
+    except OSError as exc:
+        if not below.parts:
+            raise
+        if left_out is not None:
+            left_out.append((str(root / below), f"cannot be listed ({exc.strerror})"))
+        return
+    for entry in entries:
+        reason = _why_not_an_input(entry, input_format)
+        if reason == "a directory" and os.path.islink(entry):
+            reason = "a link to a directory; not followed"
+        elif reason == "a directory" and recursive:
+            _scan(root, below / Path(entry).name, input_format, recursive, found, left_out,
+                  folders)
+            continue
+        elif reason == "a directory":
+            reason = "a directory; --recursive descends into it"
+        if reason is None:
+            found.append(entry)
+            if below.parts and folders is not None:
+                folders[entry] = str(below)
+        elif left_out is not None:
+            left_out.append((entry, reason))
 
 
 def _why_not_an_input(path: str, input_format: str | None) -> str | None:
@@ -108,9 +138,14 @@ def is_stream(dst: str) -> bool:
 
 
 def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path | None,
-                 output_format: str | None) -> list[tuple[str, str]]:
+                 output_format: str | None,
+                 folders: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Pair each input with its output (``output`` or ``out_dir``, never both: see
-    :func:`.options.check_run`), refusing plans where two inputs would write one output."""
+    :func:`.options.check_run`), refusing plans where two inputs would write one output.
+
+    An input found below a subdirectory of a scanned directory (``folders``) is written to
+    the same subdirectory of ``out_dir``: the tree is mirrored, so equal names do not clash.
+    """
     if not inputs:
         return []
     if out_dir is None:
@@ -118,7 +153,9 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
             raise UsageError(f"{len(inputs)} inputs need --out-dir DIR (-o takes one input)")
         return [(inputs[0], output if output is not None else STDOUT)]
     fmt = detect_output_format(None, output_format)
-    pairs = [(src, str(output_path_for(src, Path(out_dir), fmt))) for src in inputs]
+    folders = folders or {}
+    pairs = [(src, str(output_path_for(src, Path(out_dir) / folders.get(src, ""), fmt)))
+             for src in inputs]
     seen: dict[str, str] = {}
     for src, dst in pairs:
         if dst in seen:
@@ -129,7 +166,7 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
 
 def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
              options: ScoreOptions | None, *, model_path: Path | None = None,
-             reports: Sequence[str] = ()) -> RunPlan:
+             reports: Sequence[str] = (), recursive: bool = False) -> RunPlan:
     """Check the run's options, find the input files, pair each with its output, and check
     every path the run will write (outputs, reject reports, ``reports`` such as the summary)
     against every file it reads and against each other: the start that the local and the
@@ -142,9 +179,11 @@ def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
     if fmt != options.output_format:
         options = replace(options, output_format=fmt)
     left_out: list[tuple[str, str]] = []
-    files = expand_inputs(inputs, options.read.input_format, left_out)
+    folders: dict[str, str] = {}
+    files = expand_inputs(inputs, options.read.input_format, left_out, recursive=recursive,
+                          folders=folders)
     pairs = plan_outputs(files, output=output, out_dir=out_dir,
-                         output_format=options.output_format)
+                         output_format=options.output_format, folders=folders)
     plan = RunPlan(options, files, pairs, left_out)
     check_paths(plan, model_path=model_path, reports=reports, explicit=out_dir is None)
     return plan
@@ -332,6 +371,12 @@ def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
         except OSError as exc:
             raise OutputError(f"{out_dir}: cannot create the output directory "
                               f"({exc.strerror})") from None
+        for folder in sorted({Path(dst).parent for _, dst in pairs} - {Path(out_dir)}):
+            try:  # the mirror of a tree scanned with --recursive
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"{folder}: cannot create the output directory "
+                                  f"({exc.strerror})") from None
     directories = sorted({str(Path(dst).parent) for _, dst in pairs if not is_stream(dst)})
     for directory in directories:
         stack.enter_context(output_lock(Path(directory)))

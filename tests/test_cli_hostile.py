@@ -378,7 +378,7 @@ def test_a_directory_scan_says_with_v_what_it_left_out_and_why(here, model_path,
         "left out: in/NOTES.md (not a format digits-score reads; see --input-format)",
         "left out: in/a.pred.csv (an output or reject report of digits-score)",
         "left out: in/blob.bin (not a format digits-score reads; see --input-format)",
-        "left out: in/sub (a directory)",
+        "left out: in/sub (a directory; --recursive descends into it)",
     ]
     summary = json.loads(Path("s.json").read_text())
     assert [f["input"] for f in summary["files"]] == ["in/a.csv"]
