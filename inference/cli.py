@@ -232,10 +232,11 @@ def _score(args: argparse.Namespace, started: float) -> int:
     )
     from . import console
     from .api import score_files, write_summary
-    from .metrics import check_metrics_path, write_metrics
+    from .metrics import check_report_paths, write_metrics
     from .model import Model
 
-    check_metrics_path(args.metrics_file, args.summary_json)
+    check_report_paths(args.metrics_file, args.summary_json,
+                       predictions_to_stdout=args.out_dir is None and args.output in (None, "-"))
     _configure_threads(args.threads)
     model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
                        threads=args.threads or 1)

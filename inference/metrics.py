@@ -168,14 +168,26 @@ def write_metrics(path: str, summary: BatchSummary, *, started: float,
     write_report(path, data)
 
 
-def check_metrics_path(metrics: str | None, summary: str | None) -> None:
-    """The rules of ``--metrics-file`` that the run's plan does not check: a path, and not
-    stdout when the summary goes there."""
+def check_report_paths(metrics: str | None, summary: str | None, *,
+                       predictions_to_stdout: bool) -> None:
+    """The rules of ``--metrics-file`` and ``--summary-json`` that the run's plan checks
+    only as paths: named here by their options. A path; one stream at most on stdout; not
+    both reports in one file."""
     if metrics == "":
         raise UsageError("--metrics-file needs a path (or - for stdout)")
-    if metrics == STDOUT and summary == STDOUT:
+    flags = [(flag, path) for flag, path in (("--summary-json", summary),
+                                              ("--metrics-file", metrics)) if path]
+    on_stdout = [flag for flag, path in flags if path == STDOUT]
+    if predictions_to_stdout and on_stdout:
+        raise UsageError(f"the predictions and {on_stdout[0]} would both go to stdout; give "
+                         "-o FILE, or a file for the report")
+    if len(on_stdout) == 2:
         raise UsageError("the summary and the metrics would both go to stdout; give a file "
                          "for one")
+    if len(flags) == 2 and not on_stdout and identity(summary or "") is not None and (
+            identity(summary or "") == identity(metrics or "")):
+        raise UsageError(f"--summary-json and --metrics-file name one file ({metrics}); give "
+                         "each its own")
 
 
 def metrics_after_failure(path: str, code: int, *, started: float, inputs: Sequence[str],

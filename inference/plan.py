@@ -317,8 +317,8 @@ def check_paths(plan: RunPlan, *, model_path: Path | None, reports: Sequence[str
     for report in reports:
         if report == STDOUT:
             if any(dst == STDOUT for _, dst in plan.pairs):
-                raise UsageError("the predictions and the summary would both go to stdout; "
-                                 "give -o FILE")
+                raise UsageError("the predictions and a report would both go to stdout; "
+                                 "give -o FILE, or a file for the report")
             continue
         check_target(report, what="report", may_stream=True)
         targets.append((report, "report", identity(report)))

@@ -279,9 +279,25 @@ def test_a_metrics_path_that_is_the_model_or_an_output_is_refused(here, model_pa
 def test_the_summary_and_the_metrics_cannot_share_a_file(here, model_path, capsys):
     code = score(model_path, "in", "--out-dir", "out", "--summary-json", "r", "--metrics-file",
                  "r")
-    assert code == 73
-    assert "r: the run would write this file twice" in capsys.readouterr().err
-    assert json.loads(Path("r").read_text())["exit_code"] == 73  # the summary's, not both
+    assert code == 2
+    assert capsys.readouterr().err == ("digits-score: error: --summary-json and --metrics-file "
+                                       "name one file (r); give each its own\n")
+    assert json.loads(Path("r").read_text())["exit_code"] == 2  # the summary's, not both
+    Path("r").unlink()
+    os.symlink("r", "link")  # one file by two names
+    assert score(model_path, "in", "--out-dir", "out", "--summary-json", "r",
+                 "--metrics-file", "link") == 2
+    assert "name one file (link)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--summary-json", "--metrics-file"])
+def test_the_predictions_and_a_report_cannot_both_go_to_stdout(here, model_path, capsys,
+                                                               flag):
+    for output in ([], ["-o", "-"]):
+        assert score(model_path, "in/a.csv", *output, flag, "-") == 2
+        assert capsys.readouterr().err == (
+            f"digits-score: error: the predictions and {flag} would both go to stdout; give "
+            "-o FILE, or a file for the report\n")
 
 
 def test_metrics_to_stdout(here, model_path, capsys):
