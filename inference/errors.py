@@ -5,6 +5,8 @@ Exit codes follow sysexits(3), so cron wrappers and shells can tell the failures
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
@@ -96,6 +98,17 @@ class ModelError(DigitsError, ValueError):
     """The model file is unusable: hash mismatch, wrong contract, foreign operators."""
 
     exit_code = EXIT_DATAERR
+
+
+class NonFiniteOutputError(ModelError):
+    """The model gave probabilities that are not numbers for some rows: a model fault, or
+    input values so far outside 0..16 that the model overflows (which the scorer then rejects
+    as bad rows). ``rows`` are the positions in the batch; the other rows' answers stand."""
+
+    #: Set by the model: the rows without numbers, and the whole batch's answers.
+    rows: Any = None
+    labels: Any = None
+    proba: Any = None
 
 
 class InternalError(DigitsError):

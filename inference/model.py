@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contract
-from .errors import ModelError
+from .errors import ModelError, NonFiniteOutputError
 from .onnx_wire import WireError, scan_model
 from .validation import as_features
 
@@ -337,12 +337,11 @@ class Model:
             raise ModelError(f"{self.display}: returned {problem.replace(' outside', ', outside')}")
         if not np.isfinite(proba.sum()):
             bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
-            raise ModelError(
+            error = NonFiniteOutputError(
                 f"{self.display}: returned probabilities that are not numbers for {len(bad)} "
-                f"of {n} rows (row {bad[0]} of the batch); values far outside "
-                f"{contract.FEATURE_MIN:g}..{contract.FEATURE_MAX:g} overflow the model: use "
-                "--strict to reject them"
-            )
+                f"of {n} rows (row {bad[0]} of the batch)")
+            error.rows, error.labels, error.proba = bad, labels, proba
+            raise error
         return labels, proba
 
     def predict(self, X: object) -> np.ndarray:

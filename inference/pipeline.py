@@ -27,6 +27,7 @@ from .errors import (
     InputDataError,
     MissingInputError,
     ModelError,
+    NonFiniteOutputError,
     OutputError,
     ReadError,
     UsageError,
@@ -293,14 +294,10 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
         batch.column_names = source.column_names
         range_check(batch, options.strict, tally)
         if batch.rejects and options.on_error == "fail":
-            if fail_fast:
-                first = batch.rejects[0]
-                raise InputDataError(f"{source.display}: {first.where()}: {first.reason}")
-            tally.rejects.extend(batch.rejects)
-            tally.rejected += len(batch.rejects)
-            tally.stopped = True
-            return tally
-        labels, proba = model.run(batch.X)
+            return _stop(source, batch, tally, fail_fast)
+        labels, proba = run_model(model, batch)
+        if batch.rejects and options.on_error == "fail":  # rows the model overflowed on
+            return _stop(source, batch, tally, fail_fast)
         try:
             writer.write(prediction_table(batch, labels, proba, schema))
         except OSError as exc:
@@ -321,6 +318,49 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
     return tally
 
 
+def _stop(source: Source, batch: Batch, tally: Tally, fail_fast: bool) -> Tally:
+    """``--on-error fail`` met a bad row: fail the file, or (a part, whose line numbers are
+    not final yet) stop and leave the rejects to report."""
+    if fail_fast:
+        first = batch.rejects[0]
+        raise InputDataError(f"{source.display}: {first.where()}: {first.reason}")
+    tally.rejects.extend(batch.rejects)
+    tally.rejected += len(batch.rejects)
+    tally.stopped = True
+    return tally
+
+
+def run_model(model: Model, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """The model's answers for a batch. Rows whose values lie so far outside 0..16 that the
+    model's probabilities overflow (not numbers) become rejects, as bad values do; such an
+    answer for a row within range is the model's fault, and fails the file."""
+    try:
+        return model.run(batch.X)
+    except NonFiniteOutputError as exc:
+        rows = np.asarray(exc.rows)
+        if not out_of_range_rows(batch.X[rows]).all():
+            raise
+        mask = np.ones(len(batch.X), dtype=bool)
+        mask[rows] = False
+        labels, proba = exc.labels[mask], exc.proba[mask]
+    for i, line in zip(rows, batch.line_numbers(rows), strict=True):
+        batch.rejects.append(_value_reject(
+            batch, int(i), line, "is so far outside the training range "
+            f"{FEATURE_MIN:g}..{FEATURE_MAX:g} that the model's probabilities overflow"))
+    batch.rejects.sort(key=lambda r: r.row)
+    batch.keep(mask)
+    return labels, proba
+
+
+def _value_reject(batch: Batch, i: int, line: int | None, problem: str) -> Reject:
+    """The reject of row ``i`` of a batch for its first value outside 0..16."""
+    k = first_out_of_range_column(batch.X[i])
+    column = batch.feature_columns[k] if batch.feature_columns else k
+    names = batch.column_names
+    return Reject(int(batch.rows[i]), line, column + 1, names[column] if names else None,
+                  f"value {float(batch.X[i, k]):g} {problem}")
+
+
 def range_check(batch: Batch, strict: bool, tally: Tally) -> None:
     """Count rows outside 0..16; under --strict they become rejects."""
     if check_values(batch.X, batch.extrema())[1]:
@@ -330,16 +370,10 @@ def range_check(batch: Batch, strict: bool, tally: Tally) -> None:
     if not strict:
         return
     idx = np.flatnonzero(mask)
-    lines = batch.line_numbers(idx)
-    names = batch.column_names
-    for i, line in zip(idx, lines, strict=True):
-        k = first_out_of_range_column(batch.X[i])
-        column = batch.feature_columns[k] if batch.feature_columns else k
-        batch.rejects.append(Reject(
-            int(batch.rows[i]), line, column + 1, names[column] if names else None,
-            f"value {float(batch.X[i, k]):g} is outside the training range "
-            f"{FEATURE_MIN:g}..{FEATURE_MAX:g} (--strict)",
-        ))
+    for i, line in zip(idx, batch.line_numbers(idx), strict=True):
+        batch.rejects.append(_value_reject(
+            batch, int(i), line,
+            f"is outside the training range {FEATURE_MIN:g}..{FEATURE_MAX:g} (--strict)"))
     batch.rejects.sort(key=lambda r: r.row)
     batch.keep(~mask)
 

@@ -383,3 +383,62 @@ def test_a_directory_scan_says_with_v_what_it_left_out_and_why(here, model_path,
     summary = json.loads(Path("s.json").read_text())
     assert [f["input"] for f in summary["files"]] == ["in/a.csv"]
     assert len(summary["left_out"]) == 5
+
+
+def _overflowing_csv(path: Path, digits_rows: np.ndarray) -> None:
+    """Rows 0..5 of the digits; row 2 is all 3e38 (the bundled model overflows on it)."""
+    lines = ["name," + ",".join(f"f{k}" for k in range(64))]
+    for i, row in enumerate(digits_rows[:6]):
+        cells = [f"{v:g}" for v in row]
+        if i == 2:
+            cells = ["3e38"] * 64
+        lines.append(",".join([f"n{i}", *cells]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_rows_the_model_overflows_on_are_rejects_not_a_failed_file(here, digits_rows):
+    """Values so far outside 0..16 that the probabilities are not numbers: the row is bad
+    input, as an unparsable one is. Skipped into the report, the others scored."""
+    _overflowing_csv(Path("x.csv"), digits_rows)
+    assert main(["x.csv", "-o", "out.jsonl", "--on-error", "skip", "--keep-columns", "name",
+                 "-q", "--summary-json", "s.json"]) == 0
+    rows = [json.loads(line) for line in Path("out.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["name"]) for r in rows] == [(0, "n0"), (1, "n1"), (3, "n3"),
+                                                     (4, "n4"), (5, "n5")]
+    report = Path("x.rejects.csv").read_text().splitlines()
+    assert report[1] == ("2,4,2,f0,value 3e+38 is so far outside the training range 0..16 "
+                         "that the model's probabilities overflow,")
+    (summary,) = json.loads(Path("s.json").read_text())["files"]
+    assert (summary["rows"], summary["scored"], summary["rejected"]) == (6, 5, 1)
+
+
+def test_a_row_the_model_overflows_on_fails_its_file_by_line_and_column(here, capsys,
+                                                                        digits_rows):
+    _overflowing_csv(Path("x.csv"), digits_rows)
+    assert main(["x.csv", "-o", "out.csv", "--keep-columns", "name", "-q"]) == 65
+    assert capsys.readouterr().err == (
+        "digits-score: error: x.csv: line 4, column 2 (f0): value 3e+38 is so far outside the "
+        "training range 0..16 that the model's probabilities overflow\n")
+    assert not Path("out.csv").exists()
+
+
+def test_probabilities_that_are_not_numbers_on_rows_in_range_are_the_models_fault(
+        digits_rows):
+    """Only input far out of range excuses the model; otherwise the file fails as a model
+    error, as every other broken answer does."""
+    from digits_onnx.inference.errors import NonFiniteOutputError
+    from digits_onnx.inference.pipeline import run_model
+    from digits_onnx.inference.readers import Batch
+
+    class Broken:
+        def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            error = NonFiniteOutputError("model.onnx: not numbers")
+            error.rows, error.labels = np.array([1]), np.zeros(len(X), np.int64)
+            error.proba = np.full((len(X), 10), np.nan, np.float32)
+            raise error
+
+    X = digits_rows[:3].astype(np.float32)
+    batch = Batch(X=X, rows=np.arange(3), n_rows=3)
+    with pytest.raises(NonFiniteOutputError, match="not numbers"):
+        run_model(Broken(), batch)  # type: ignore[arg-type]
+    assert len(batch.X) == 3 and not batch.rejects
