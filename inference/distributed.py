@@ -8,8 +8,8 @@ of work and puts their results together:
 - a large plain CSV or NPY file is cut into parts (byte ranges that start at line starts, or
   row ranges), scored and encoded by the tasks of :mod:`.parts` and joined in order by
   :mod:`.join`, through the pipeline's own loop and end, so the output's bytes are again the
-  local ones. The input's sha256 for the up-to-date record is computed by one more task
-  while the parts run.
+  local ones. The parts of a CSV hash the byte ranges they read for the up-to-date record;
+  an NPY file's sha256 is computed by one more task while the parts run.
 
 Every output is still written to a temporary file and renamed, so a task that Dask runs twice
 (after a worker died, say) leaves one complete output. The model travels as bytes with its
@@ -49,6 +49,7 @@ from .options import DEFAULT_PART_BYTES, ScoreOptions, local_workers
 from .parts import (
     encode_part,
     hash_file,
+    needs_hash_task,
     part_rows,
     score_part,
     worker_model,
@@ -211,10 +212,14 @@ def _submit(client: Any, src: str, dst: str, model: Model, options: ScoreOptions
         return plan
     before = stat_key(src)
     token, mode = _token(abs_dst), slice_mode(src, dst, options)
-    # The input's sha256 first (it takes one worker while the others start on the parts),
-    # each part's encoding as soon as it can run, the join as soon as it can.
-    digest = client.submit(hash_file, abs_src, pure=False, key=f"sha256-{token}",
-                           priority=PRIORITY_HASH)
+    # The input's sha256 first, when the parts cannot hash their ranges (it takes one worker
+    # while the others start on the parts), each part's encoding as soon as it can run, the
+    # join as soon as it can.
+    digest = None
+    if needs_hash_task(src, options, len(cuts)):
+        digest = client.submit(hash_file, abs_src, pure=False, key=f"sha256-{token}",
+                               priority=PRIORITY_HASH)
+        plan.helpers.append(digest)
     # Parts in file order, so that the counts an encoding waits for come in early.
     parts = [
         client.submit(score_part, model.data, model.sha256, abs_src, abs_dst, options, run_id,
@@ -232,7 +237,7 @@ def _submit(client: Any, src: str, dst: str, model: Model, options: ScoreOptions
             for i in range(1, len(parts))
         ]
         plan.helpers += counts
-    plan.helpers += [digest, *parts, *(f for f in slices if f is not None)]
+    plan.helpers += [*parts, *(f for f in slices if f is not None)]
     plan.future = client.submit(join_parts, model.sha256, abs_src, abs_dst, options, before,
                                 parts, time.perf_counter(), run_id, digest, slices, pure=False,
                                 key=f"join-{token}", priority=PRIORITY_JOIN)

@@ -4,9 +4,11 @@ would have written it (see :mod:`.parts` for the tasks before it).
 The join goes through the pipeline's end (:func:`.pipeline.write_output`,
 :func:`.pipeline.finish_file`: temporary file, reject report, atomic rename, up-to-date
 record). Encoded slices of a text output are appended after the header in file order;
-tables (Parquet, NPY, compressed text) go through the format's writer. Rejects' and errors'
-rows and lines are shifted to the whole file's numbering, and the first problem in file order
-is the one reported.
+tables (Parquet, NPY, compressed text) go through the format's writer. The record's input
+hash is the parts' range hashes when they cover the file (the join hashes only the header
+before the first part), else the whole file's sha256. Rejects' and errors' rows and lines
+are shifted to the whole file's numbering, and the first problem in file order is the one
+reported.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .options import ScoreOptions
 from .parts import PartResult, Slice, encode, read_tables, renumbered
 from .pipeline import finish_file, recorded_summary, remove_unit, write_output
 from .plan import rejects_path_for
-from .state import StatKey, file_sha256
+from .state import InputDigest, StatKey, covering_ranges, file_sha256
 from .summary import FileSummary, Tally, failed_summary
 from .writers import RejectReport, TableWriter, Writer, detect_output_format, output_schema
 
@@ -34,8 +36,9 @@ def join_parts(sha256: str, src: str, dst: str, options: ScoreOptions,
                slices: Sequence[Slice | None] = ()) -> FileSummary:
     """Write the file's output from its parts, in order, as the local engine would have.
 
-    ``digest`` is the input's sha256 (:func:`hash_file`; None: hashed here), ``slices`` the
-    encode tasks' results, one per part (None where the part encoded itself).
+    ``digest`` is the input's sha256 (:func:`hash_file`; None: the parts' range hashes, or
+    hashed here when they do not cover the file), ``slices`` the encode tasks' results, one
+    per part (None where the part encoded itself).
     """
     try:
         return _join(sha256, src, dst, options, before, parts, started, run_id, digest,
@@ -107,15 +110,28 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions, before: StatKe
         report.add(total.rejects)
         return total
 
-    def sha() -> str | None:
+    def sha() -> InputDigest:
         if isinstance(digest, DigitsError):
             raise digest
-        return file_sha256(src) if digest is None else digest
+        return input_digest(src, before, parts) if digest is None else digest
 
     unit = write_output(src, dst, fmt, schema, fill, report, before=before, display=src,
                         digest=sha)
     return finish_file(FileSummary(input=src, output=dst), unit, src, dst, before, sha256,
                        options, started, run_id)
+
+
+def input_digest(src: str, before: StatKey | None,
+                 parts: Sequence[PartResult]) -> InputDigest:
+    """The record's hash of the input: the ranges the parts hashed as they read them, when
+    every part reports its range and together (with the header before the first, hashed
+    here) they make the whole file; else the whole file's sha256."""
+    ranges = [part.read_range for part in parts]
+    if parts and before is not None and all(r is not None for r in ranges):
+        covered = covering_ranges(src, before[0], [r for r in ranges if r is not None])
+        if covered is not None:
+            return covered
+    return file_sha256(src)
 
 
 def _write_tables(writer: Writer, parts: list[PartResult], shifts: list[tuple[int, int]],

@@ -9,8 +9,11 @@ Plain functions: Dask only schedules them (:mod:`.distributed`); the tests run t
   writer; other parts write prediction tables.
 - **Slices**: a later part of a CSV keyed by row number is encoded by a task of its own once
   the earlier parts' row counts are known, so all of a text output is encoded in parallel.
-- **The input's sha256** for the up-to-date record: a task of its own, run while the parts
-  are (the record keeps the whole file's sha256, which :mod:`.state` checks as it is).
+- **The input's hash** for the up-to-date record: each part of a CSV hashes the byte range
+  it reads as it reads it, and the record keeps those ranges' hashes (:mod:`.state`), so the
+  file is read once. The parts of an NPY file read rows, not the file's bytes in order (and a
+  Fortran-ordered one reads each column apart): their file is hashed whole by a task of its
+  own, run while the parts are (:func:`hash_file`, :func:`needs_hash_task`).
 
 :mod:`.join` writes the output from them. Tasks return the library's errors as data that
 survives the trip between processes, so the join reports the first problem in file order, in
@@ -46,7 +49,8 @@ from .pipeline import (
     score_stream,
 )
 from .readers import detect_format, open_source
-from .readers.csv import LineError
+from .readers.csv import CsvSource, LineError
+from .state import MAX_RANGES, RangeHash
 from .summary import Tally
 from .writers import (
     Writer,
@@ -201,6 +205,9 @@ class PartResult:
     written: int = 0
     #: The output's columns, as the part's source gave them (None when it failed to open).
     schema: pa.Schema | None = None
+    #: The bytes ``[begin, end)`` of the file the part read, all of them, and their sha256
+    #: (None: not a CSV's part, or it did not read its range to the end).
+    read_range: RangeHash | None = None
 
     def failure(self, line_shift: int) -> DigitsError | None:
         """The part's error in the whole file's line numbering."""
@@ -273,9 +280,11 @@ def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: Scor
     finally:
         source.close()
     row_base = begin if detect_format(src, options.read.input_format) == "npy" else 0
+    read_range = source.read_range() if isinstance(source, CsvSource) else None
     return PartResult(index, str(path), tally, source.id_name, row_base, first_line,
                       getattr(source, "next_line", None), encoded=encoded,
-                      written=closing.rows, schema=schema)
+                      written=closing.rows, schema=schema,
+                      read_range=None if tally.stopped else read_range)
 
 
 def _abandon(writer: Writer | None, out: AtomicFile | None, made: SliceWriter | None) -> None:
@@ -325,10 +334,18 @@ def encode_part(src: str, dst: str, options: ScoreOptions, run_id: str, part: Pa
         return Slice("", 0, internal_error(src, exc))
 
 
+def needs_hash_task(src: str, options: ScoreOptions, n_parts: int) -> bool:
+    """Whether a file cut into ``n_parts`` parts needs :func:`hash_file` for its record: an
+    NPY file (its parts read rows), or one of more parts than a record keeps ranges of. The
+    parts of a CSV hash their byte ranges themselves."""
+    return detect_format(src, options.read.input_format) == "npy" or n_parts >= MAX_RANGES
+
+
 def hash_file(src: str) -> str | DigitsError:
     """The input's sha256 for the up-to-date record (what :func:`.state.file_sha256` gives),
-    computed while the parts run; read into one reused buffer, so that the pages are not
-    allocated afresh for every chunk."""
+    computed while the parts run, when they cannot hash their ranges (:func:`needs_hash_task`);
+    read into one reused buffer, so that the pages are not allocated afresh for every
+    chunk."""
     sha = hashlib.sha256()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)

@@ -43,6 +43,7 @@ from .readers import STDIN, Batch, Reject, Source, detect_format, open_source
 from .readers.base import check_values, first_out_of_range_column, out_of_range_rows
 from .readers.read_options import NPY_HAS_NO_COLUMNS
 from .state import (
+    InputDigest,
     StatKey,
     changed,
     read_state,
@@ -115,7 +116,7 @@ class Unit:
     for a stream), its reject report, and what was read."""
 
     tally: Tally
-    digest: str | None
+    digest: InputDigest | None
     out: AtomicFile | None
     report: RejectReport
 
@@ -139,7 +140,8 @@ def check_source_options(src: str, options: ScoreOptions) -> None:
 
 def write_output(src: str, dst: str, fmt: str, schema: pa.Schema,
                  fill: Callable[[Writer], Tally], report: RejectReport, *,
-                 before: StatKey | None, display: str, digest: Callable[[], str | None],
+                 before: StatKey | None, display: str,
+                 digest: Callable[[], InputDigest | None],
                  expected_rows: int | None = None) -> Unit:
     """Write an output through ``fill`` and check it: the middle of every engine's pipeline.
 

@@ -6,9 +6,16 @@ inode, ctime) and sha256, the model's sha256, the options that shape the output,
 wrote it and that run's summary of the file. The record is written last, after the output and
 its reject report: an output without a matching record is not up to date.
 
-An input is up to date when its identity is unchanged, or else when its sha256 is: a content
+An input is up to date when its identity is unchanged, or else when its content is: a content
 change that keeps size and mtime (``touch -r``) still changes the inode or the ctime, and then
-the hash decides.
+the hash decides. The record keeps the content in one of two kinds, and either engine checks
+both:
+
+- ``"sha256"``: the whole file's sha256 (the local engine, which hashes as it reads);
+- ``"sha256_ranges"``: ``[{"begin": B, "end": E, "sha256": H}, ...]``, byte ranges that
+  together make the file ``[0, size)`` in order, each with its own sha256 (a file split into
+  parts on a cluster: each part hashes the range it read, so nothing reads the file twice).
+  A changed file is checked range by range over the same ranges.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +37,15 @@ STATE_SCHEMA = 2
 
 #: (size, mtime_ns, inode, ctime_ns) of an input: what a content change cannot all keep.
 StatKey = tuple[int, int, int, int]
+#: Bytes ``[begin, end)`` of an input and their sha256 (hex).
+RangeHash = tuple[int, int, str]
+#: What a record keeps of an input's content: the whole file's sha256, or the sha256 of each
+#: of the byte ranges that make the file, in order.
+InputDigest = str | tuple[RangeHash, ...]
+#: At most this many ranges in a record (about 130 bytes each): a file cut into more parts
+#: is recorded by its whole sha256, so that the record stays small.
+MAX_RANGES = 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def state_path_for(dst: Path) -> Path:
@@ -63,6 +81,71 @@ def file_sha256(path: str) -> str:
     return sha.hexdigest()
 
 
+def range_sha256(path: str, begin: int, end: int) -> str:
+    """The sha256 of bytes ``[begin, end)`` of ``path`` (fewer if the file is shorter)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(begin)
+        left = end - begin
+        while left > 0 and (chunk := fh.read(min(left, 8 << 20))):
+            sha.update(chunk)
+            left -= len(chunk)
+    return sha.hexdigest()
+
+
+def covering_ranges(src: str, size: int,
+                    ranges: Sequence[RangeHash]) -> tuple[RangeHash, ...] | None:
+    """The ranges that parts of ``src`` read and hashed, as a record's input hash: the bytes
+    before the first range (a header, a BOM) hashed here, empty ranges dropped. None unless
+    the ranges follow each other exactly and end at ``size``, or when they are more than
+    :data:`MAX_RANGES` (the caller then records the whole file's sha256)."""
+    if not ranges or size <= 0:
+        return None
+    kept: list[RangeHash] = []
+    if ranges[0][0] > 0:
+        kept.append((0, ranges[0][0], range_sha256(src, 0, ranges[0][0])))
+    at = ranges[0][0]
+    for begin, end, digest in ranges:
+        if begin != at or end < begin:
+            return None
+        if end > begin:
+            kept.append((begin, end, digest))
+        at = end
+    if at != size or len(kept) > MAX_RANGES:
+        return None
+    return tuple(kept)
+
+
+def _recorded_ranges(recorded: Any, size: int) -> list[RangeHash] | None:
+    """A record's ``sha256_ranges``, when they are well formed and make ``[0, size)``."""
+    if not isinstance(recorded, list) or not recorded or len(recorded) > MAX_RANGES:
+        return None
+    ranges: list[RangeHash] = []
+    at = 0
+    for item in recorded:
+        if not isinstance(item, dict):
+            return None
+        begin, end, digest = item.get("begin"), item.get("end"), item.get("sha256")
+        if (type(begin) is not int or type(end) is not int or not isinstance(digest, str)
+                or begin != at or end <= begin or not _HEX64.fullmatch(digest)):
+            return None
+        ranges.append((begin, end, digest))
+        at = end
+    return ranges if at == size else None
+
+
+def same_content(src: str, recorded: dict[str, Any], size: int) -> bool:
+    """Whether ``src`` (``size`` bytes) holds what a record's input hash says, of either
+    kind; a range hash is checked range by range, stopping at the first that differs."""
+    whole = recorded.get("sha256")
+    if isinstance(whole, str):
+        return file_sha256(src) == whole
+    ranges = _recorded_ranges(recorded.get("sha256_ranges"), size)
+    if ranges is None:
+        return False
+    return all(range_sha256(src, begin, end) == digest for begin, end, digest in ranges)
+
+
 def same_file(a: str, b: Path) -> bool:
     """Whether two paths name one file (False when either does not exist)."""
     try:
@@ -96,7 +179,8 @@ def remove_state(dst: Path) -> None:
 def up_to_date(src: str, dst: Path, model_sha256: str,
                fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     """The recorded state when ``dst`` already holds ``src`` scored by this model with these
-    options, else None. The input's sha256 is computed only when its identity differs."""
+    options, else None. The input is hashed only when its identity differs (a record of an
+    older schema, or one that cannot be read, is not up to date)."""
     key = stat_key(src)
     if key is None:
         return None
@@ -112,18 +196,28 @@ def up_to_date(src: str, dst: Path, model_sha256: str,
         return None
     if recorded.get("identity") == list(key):
         return state
-    return state if file_sha256(src) == recorded.get("sha256") else None
+    return state if same_content(src, recorded, key[0]) else None
 
 
-def write_state(src: str, dst: Path, before: StatKey | None, digest: str | None,
+def write_state(src: str, dst: Path, before: StatKey | None, digest: InputDigest | None,
                 model_sha256: str, fingerprint: dict[str, Any], summary: dict[str, Any],
                 run_id: str | None = None) -> None:
-    """Record what ``dst`` was made from (after ``dst`` itself was committed)."""
+    """Record what ``dst`` was made from (after ``dst`` itself was committed).
+
+    ``digest``: the input's sha256, or the sha256 of each of its ranges (see the module).
+    """
+    recorded: dict[str, Any] = {
+        "path": os.fsencode(src).decode("utf-8", "backslashreplace"),
+        "size": before[0] if before else None,
+        "identity": list(before) if before else None,
+        "sha256": digest if isinstance(digest, str) else None,
+    }
+    if isinstance(digest, tuple):
+        recorded["sha256_ranges"] = [{"begin": begin, "end": end, "sha256": sha}
+                                     for begin, end, sha in digest]
     state = {
         "schema": STATE_SCHEMA,
-        "input": {"path": os.fsencode(src).decode("utf-8", "backslashreplace"),
-                  "size": before[0] if before else None,
-                  "identity": list(before) if before else None, "sha256": digest},
+        "input": recorded,
         "output": {"name": os.fsencode(dst.name).hex(), "size": dst.stat().st_size},
         "model_sha256": model_sha256,
         "options": fingerprint,

@@ -235,6 +235,44 @@ def test_rerun_skips_up_to_date_outputs(inputs, cluster, tmp_path):
     assert statuses == ["skipped"] * len(remote.files)
 
 
+def test_either_engine_skips_what_the_other_scored(inputs, cluster, tmp_path):
+    """A split CSV's record holds its parts' range hashes (no task read it twice), an NPY's
+    and the local engine's the whole file's sha256; each engine skips the other's outputs,
+    also once the input's identity changed, and rescores a changed input."""
+    from digits_onnx.inference.state import read_state
+
+    src = tmp_path / "big.csv"
+    src.write_bytes((inputs / "batch0.csv").read_bytes())
+    local_dir, cluster_dir = tmp_path / "local", tmp_path / "cluster"
+    local_dir.mkdir()
+    cluster_dir.mkdir()
+    options = _options(on_error="skip")
+    on_cluster = {"scheduler": cluster, "part_bytes": PART_BYTES}
+    assert score_files([str(src)], out_dir=local_dir, options=options).exit_code == 0
+    assert score_files([str(src)], out_dir=cluster_dir, options=options,
+                       **on_cluster).exit_code == 0
+    local_record = read_state(local_dir / "big.pred.csv")["input"]
+    cluster_record = read_state(cluster_dir / "big.pred.csv")["input"]
+    assert isinstance(local_record["sha256"], str) and "sha256_ranges" not in local_record
+    assert cluster_record["sha256"] is None and len(cluster_record["sha256_ranges"]) > 2
+    for touch in (False, True):
+        if touch:
+            os.utime(src, ns=(10**9, 10**9))
+        again = [score_files([str(src)], out_dir=cluster_dir, options=options).files[0],
+                 score_files([str(src)], out_dir=local_dir, options=options,
+                             **on_cluster).files[0]]
+        assert [f.status for f in again] == ["skipped", "skipped"]
+    data = bytearray(src.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 1] = b"9" if data[middle:middle + 1] != b"9" else b"8"
+    st = src.stat()
+    src.write_bytes(bytes(data))
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = [score_files([str(src)], out_dir=cluster_dir, options=options).files[0],
+             score_files([str(src)], out_dir=local_dir, options=options, **on_cluster).files[0]]
+    assert [f.status for f in again] == ["scored", "scored"]
+
+
 def test_cli_scheduler_flag(inputs, cluster, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

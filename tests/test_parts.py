@@ -6,6 +6,8 @@ here in-process on many layouts; tests/test_distributed.py runs them on a real c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 from pathlib import Path
@@ -19,10 +21,12 @@ from digits_onnx.inference.join import join_parts
 from digits_onnx.inference.parts import (
     encode_part,
     hash_file,
+    needs_hash_task,
     part_path,
     part_rows,
     score_part,
 )
+from digits_onnx.inference.state import read_state, stat_key, up_to_date
 from digits_onnx.inference.summary import failed_summary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,10 +51,29 @@ def _split_and_join(src: Path, dst: Path, model, options: ScoreOptions, part_byt
         counts = [part_rows(part) for part in parts]
         slices = [None] + [_moved(encode_part(str(src), str(dst), options, "run", parts[i],
                                               counts[:i])) for i in range(1, len(parts))]
+    # As the client submits them: the whole file's sha256 only when the parts cannot hash
+    # their ranges.
+    digest = hash_file(str(src)) if needs_hash_task(str(src), options, len(cuts)) else None
     summary = join_parts(model.sha256, str(src), str(dst), options, before, parts, 0.0, "run",
-                         hash_file(str(src)), slices)
+                         digest, slices)
     assert not [p for p in dst.parent.iterdir() if ".part-" in p.name], "parts left behind"
     return summary
+
+
+def _assert_ranges_verify(src: Path, dst: Path, model, options: ScoreOptions) -> None:
+    """The record of a split CSV: its parts' range hashes, which make the whole file and
+    verify when the input's identity changes but not its bytes."""
+    recorded = read_state(dst)["input"]
+    assert recorded["sha256"] is None
+    ranges = recorded["sha256_ranges"]
+    data = src.read_bytes()
+    assert [r["begin"] for r in ranges] == [0] + [r["end"] for r in ranges[:-1]]
+    assert ranges[-1]["end"] == len(data) == recorded["size"]
+    for r in ranges:
+        assert r["end"] > r["begin"]
+        assert r["sha256"] == hashlib.sha256(data[r["begin"]:r["end"]]).hexdigest()
+    os.utime(src, ns=(1, 1))  # another identity, the same bytes: the ranges decide
+    assert up_to_date(str(src), dst, model.sha256, options.fingerprint()) is not None
 
 
 def _local(src: Path, dst: Path, model, options: ScoreOptions):
@@ -112,12 +135,14 @@ def test_csv_parts_join_to_the_local_output(tmp_path_factory, model, kinds, head
     local_rejects = rejects.read_bytes() if rejects.exists() else None
     rejects.unlink(missing_ok=True)
     try:
-        joined = _split_and_join(src, folder / "joined.csv", model, options, part_bytes)
+        joined = _split_and_join(src, folder / "joined.csv", model, options, part_bytes,
+                                 before=stat_key(str(src)))
     except DigitsError as exc:  # the engine raises; a cluster task reports it the same way
         joined = failed_summary(str(src), exc)
     _same(joined, local)
     if local.status == "scored":
         assert (folder / "joined.csv").read_bytes() == (folder / "local.csv").read_bytes()
+        _assert_ranges_verify(src, folder / "joined.csv", model, options)
         if local.rejected:
             assert joined.rejects_file == local.rejects_file == str(rejects)
             assert rejects.read_bytes() == local_rejects
@@ -298,26 +323,203 @@ def test_csv_parts_give_every_output_format_the_local_bytes(tmp_path, model, fmt
     assert rejects.read_bytes() == local_rejects
 
 
-def test_the_record_holds_the_whole_files_sha256(tmp_path, model):
-    """The up-to-date record of a split file is the local engine's: a content check that a
-    touched but unchanged input passes, and a changed one fails."""
+def _split_csv(tmp_path: Path, model, options: ScoreOptions, rows: int = 2000,
+               part_bytes: int = 40_000) -> tuple[Path, Path]:
+    """A CSV scored in parts (as on a cluster) into ``out.csv``; its record written."""
     from digits_onnx.inference.fsio import bookkeeping_dir
-    from digits_onnx.inference.state import file_sha256, read_state, stat_key, up_to_date
+
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    _labelled_csv(src, rows, ids=False)
+    bookkeeping_dir(tmp_path)  # the run's lock creates it
+    summary = _split_and_join(src, dst, model, options, part_bytes, before=stat_key(str(src)))
+    assert summary.status == "scored", summary.error
+    return src, dst
+
+
+def _rewrite_keeping_identity_but_inode(src: Path, data: bytes) -> None:
+    """New bytes of the same size, the mtime put back (``touch -r``): only the ctime (and
+    here the inode) tell, so the record's hash decides."""
+    st = src.stat()
+    src.write_bytes(data)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert src.stat().st_size == st.st_size
+
+
+def test_the_record_of_a_split_csv_holds_its_parts_range_hashes(tmp_path, model):
+    """No task reads the file twice: each part hashed the bytes it read, the join hashed the
+    header before the first part, and together they make the file."""
+    options = ScoreOptions(on_error="skip")
+    src, dst = _split_csv(tmp_path, model, options)
+    ranges = read_state(dst)["input"]["sha256_ranges"]
+    header = src.read_bytes().index(b"\n") + 1
+    assert ranges[0]["begin"] == 0 and ranges[0]["end"] == header
+    assert len(ranges) == len(cuts_of(str(src), options, 40_000)) + 1
+    _assert_ranges_verify(src, dst, model, options)
+    record = (tmp_path / ".digits-score").glob("*.json")
+    text = next(record).read_text()
+    assert json.loads(text)["schema"] == 2 and len(text) < 300 * len(ranges) + 2000
+
+
+@pytest.mark.parametrize("where", ["header", "middle of a part", "last byte"])
+def test_a_change_that_keeps_the_size_makes_a_range_record_stale(tmp_path, model, where):
+    from digits_onnx.inference.pipeline import skipped_summary
+
+    options = ScoreOptions(on_error="skip", output_format="csv")
+    src, dst = _split_csv(tmp_path, model, options)
+    ranges = read_state(dst)["input"]["sha256_ranges"]
+    assert skipped_summary(str(src), dst, model, options, 0.0) is not None
+    data = bytearray(src.read_bytes())
+    if where == "header":
+        at = data.index(b"p1")  # p1 -> q1: only the header's range changes
+        data[at] = ord("q")
+    elif where == "middle of a part":
+        middle = ranges[2]
+        at = data.index(b",", (middle["begin"] + middle["end"]) // 2) + 1
+        data[at:at + 1] = b"9" if data[at:at + 1] != b"9" else b"8"
+    else:
+        at = len(data) - 2
+        data[at:at + 1] = b"9" if data[at:at + 1] != b"9" else b"8"
+    changed = [r for r in ranges
+               if hashlib.sha256(data[r["begin"]:r["end"]]).hexdigest() != r["sha256"]]
+    assert len(changed) == 1
+    _rewrite_keeping_identity_but_inode(src, bytes(data))
+    assert up_to_date(str(src), dst, model.sha256, options.fingerprint()) is None
+    assert skipped_summary(str(src), dst, model, options, 0.0) is None
+    rerun = score_files([str(src)], output=str(dst), model=model, options=options)
+    assert rerun.files[0].status == "scored"
+
+
+def test_without_every_parts_range_the_record_holds_the_whole_files_sha256(tmp_path, model):
+    """A part that did not report its range (or ranges that do not make the file): the join
+    hashes the whole file, so the record is always right."""
+    from dataclasses import replace
+
+    from digits_onnx.inference.fsio import bookkeeping_dir
+    from digits_onnx.inference.join import input_digest
+    from digits_onnx.inference.state import file_sha256
 
     src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
     _labelled_csv(src, 2000, ids=False)
-    bookkeeping_dir(tmp_path)  # the run's lock creates it
+    bookkeeping_dir(tmp_path)
     options = ScoreOptions(on_error="skip")
-    summary = _split_and_join(src, dst, model, options, 40_000, before=stat_key(str(src)))
+    before = stat_key(str(src))
+    cuts = cuts_of(str(src), options, 40_000)
+    parts = [_moved(score_part(model.data, model.sha256, str(src), str(dst), options, "run", i,
+                               a, b, False)) for i, (a, b) in enumerate(cuts)]
+    assert all(part.read_range is not None for part in parts)
+    whole = file_sha256(str(src))
+    assert isinstance(input_digest(str(src), before, parts), tuple)
+    assert input_digest(str(src), None, parts) == whole
+    gap = [parts[0], *parts[2:]]
+    assert input_digest(str(src), before, gap) == whole
+    short = parts[:-1]
+    assert input_digest(str(src), before, short) == whole
+    silent = [parts[0], replace(parts[1], read_range=None), *parts[2:]]
+    assert input_digest(str(src), before, silent) == whole
+
+    counts = [part_rows(part) for part in silent]
+    slices = [_moved(encode_part(str(src), str(dst), options, "run", part, counts[:i]))
+              for i, part in enumerate(silent)]
+    summary = join_parts(model.sha256, str(src), str(dst), options, before, silent, 0.0,
+                         "run", None, slices)
     assert summary.status == "scored", summary.error
-    assert read_state(dst)["input"]["sha256"] == file_sha256(str(src))
-    fingerprint = options.fingerprint()
-    os.utime(src, ns=(1, 1))  # another identity, the same bytes: the hash decides
-    assert up_to_date(str(src), dst, model.sha256, fingerprint) is not None
+    recorded = read_state(dst)["input"]
+    assert recorded["sha256"] == whole and "sha256_ranges" not in recorded
+    os.utime(src, ns=(1, 1))
+    assert up_to_date(str(src), dst, model.sha256, options.fingerprint()) is not None
+
+
+def test_a_part_stopped_early_reports_no_range(tmp_path, model):
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    _labelled_csv(src, 2000, ids=False)
+    options = ScoreOptions(on_error="fail")  # the first bad row (i % 97 == 5) stops its part
+    a, b = cuts_of(str(src), options, 40_000)[0]
+    part = score_part(model.data, model.sha256, str(src), str(dst), options, "run", 0, a, b)
+    assert part.tally.stopped and part.read_range is None
+
+
+def test_either_engine_skips_what_the_other_scored(tmp_path, model):
+    """A record of range hashes (the cluster's) and one of the whole file's sha256 (the local
+    engine's) let either engine skip an unchanged input, touched or not, and rescore a
+    changed one."""
+    from digits_onnx.inference.pipeline import skipped_summary
+
+    # As the run's plan resolves them for ``-o out.csv``: the record keeps the options.
+    options = ScoreOptions(on_error="skip", output_format="csv")
+    src, dst = _split_csv(tmp_path, model, options)
+    assert read_state(dst)["input"]["sha256_ranges"]
+    output = dst.read_bytes()
+    for touch in (False, True):
+        if touch:
+            os.utime(src, ns=(5, 5))
+        local = score_files([str(src)], output=str(dst), model=model, options=options)
+        assert local.files[0].status == "skipped"
+        assert skipped_summary(str(src), dst, model, options, 0.0) is not None
+    assert dst.read_bytes() == output
+
+    # The local engine's record (the whole file's sha256), checked by the cluster's client.
+    other = tmp_path / "local.csv"
+    assert score_files([str(src)], output=str(other), model=model,
+                       options=options).files[0].status == "scored"
+    assert isinstance(read_state(other)["input"]["sha256"], str)
+    assert skipped_summary(str(src), other, model, options, 0.0) is not None
+    os.utime(src, ns=(7, 7))
+    assert skipped_summary(str(src), other, model, options, 0.0) is not None
     data = bytearray(src.read_bytes())
-    data[-3:-1] = b"16" if data[-3:-1] != b"16" else b"15"
-    src.write_bytes(bytes(data))
-    assert up_to_date(str(src), dst, model.sha256, fingerprint) is None
+    data[-2:-1] = b"9" if data[-2:-1] != b"9" else b"8"
+    _rewrite_keeping_identity_but_inode(src, bytes(data))
+    assert skipped_summary(str(src), other, model, options, 0.0) is None
+    assert skipped_summary(str(src), dst, model, options, 0.0) is None
+    # Scored again in parts, the record is of ranges again, and holds.
+    summary = _split_and_join(src, dst, model, options, 40_000, before=stat_key(str(src)))
+    assert summary.status == "scored"
+    assert skipped_summary(str(src), dst, model, options, 0.0) is not None
+
+
+def test_the_client_submits_a_hash_task_for_npy_files_only(tmp_path, model):
+    """What the client's graph holds: a split CSV's parts hash their ranges, so no task reads
+    the whole file for the record; an NPY file's does."""
+    from digits_onnx.inference import distributed
+
+    class Future:
+        status = "pending"
+
+        def add_done_callback(self, callback) -> None:
+            pass
+
+    class Client:
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def submit(self, fn, *args, key: str, **kwargs) -> Future:
+            self.keys.append(key.rsplit("-", 1)[0])
+            return Future()
+
+    csv, npy = tmp_path / "in.csv", tmp_path / "in.npy"
+    _labelled_csv(csv, 2000, ids=False)
+    np.save(npy, np.ones((3000, 64), np.float32))
+    graphs = {}
+    for src in (csv, npy):
+        client = Client()
+        distributed._submit(client, str(src), str(tmp_path / f"{src.suffix[1:]}.out.csv"),
+                            model, ScoreOptions(output_format="csv"), False, 200_000, "run")
+        graphs[src.suffix] = client.keys
+    assert graphs[".csv"][0] == "part-00000" and graphs[".csv"][-1] == "join"
+    assert not [k for k in graphs[".csv"] if k.startswith("sha256")]
+    assert graphs[".npy"][0] == "sha256" and graphs[".npy"][-1] == "join"
+
+
+def test_only_npy_files_and_files_of_very_many_parts_need_the_hash_task(tmp_path):
+    from digits_onnx.inference.state import MAX_RANGES
+
+    csv, npy = tmp_path / "in.csv", tmp_path / "in.npy"
+    _labelled_csv(csv, 10, ids=False)
+    np.save(npy, np.ones((10, 64), np.float32))
+    options = ScoreOptions()
+    assert not needs_hash_task(str(csv), options, 16)
+    assert not needs_hash_task(str(csv), options, MAX_RANGES - 1)
+    assert needs_hash_task(str(csv), options, MAX_RANGES)
+    assert needs_hash_task(str(npy), options, 2)
 
 
 def test_the_input_hash_is_computed_in_the_join_when_not_given(tmp_path, model):

@@ -37,6 +37,9 @@ _CONTENT = re.compile(rb"[^ \t\r\n\x0b\x0c]")
 class CsvSource(Source):
     """Reads a CSV, TSV, whitespace-separated or gzipped CSV file in blocks of whole lines."""
 
+    #: The bytes ``[first, last)`` a restricted source reads (see :meth:`restrict`).
+    _range: tuple[int, int] | None = None
+
     def __init__(self, stream: io.BufferedIOBase, display: str, options: ReadOptions, *,
                  gz: bool = False) -> None:
         self.display = display
@@ -137,6 +140,7 @@ class CsvSource(Source):
             self._line_no = 1
         # The whole-file stream stays open (owned by the range) until the source closes.
         self._hashing = HashingReader(RangeReader(fd, first, last, owner=self._stream))
+        self._range = (first, last)
         self._stream = io.BufferedReader(self._hashing, buffer_size=1 << 20)
         self._pending = b""
 
@@ -242,6 +246,13 @@ class CsvSource(Source):
 
     def digest(self) -> str:
         return self._hashing.sha256.hexdigest()
+
+    def read_range(self) -> tuple[int, int, str] | None:
+        """After :meth:`restrict` and a read to the end: the bytes ``[first, last)`` read and
+        their sha256 (None when the part was not read to its end)."""
+        if self._range is None or self._hashing.count != self._range[1] - self._range[0]:
+            return None
+        return *self._range, self.digest()
 
     def close(self) -> None:
         self._stream.close()
