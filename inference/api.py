@@ -26,7 +26,7 @@ from .fsio import (
 from .model import Model
 from .options import ScoreOptions, check_run
 from .pipeline import score_one
-from .plan import hold_outputs, leftover_names, plan_run
+from .plan import Report, hold_outputs, leftover_names, plan_run
 from .readers import STDIN
 from .summary import BatchSummary, FileSummary, failed_summary
 from .writers import STDOUT, write_report
@@ -61,7 +61,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
                 progress: bool | None = None,
                 on_file: Callable[[FileSummary], None] | None = None,
                 scheduler: object | None = None, part_bytes: int | None = None,
-                reports: Sequence[str] = (), recursive: bool = False) -> BatchSummary:
+                reports: Sequence[str | Report] = (), recursive: bool = False) -> BatchSummary:
     """Score many inputs (files, directories, globs); one bad file does not stop the others.
 
     Each file's failure is recorded in its summary; the returned summary's ``exit_code`` says

@@ -234,13 +234,15 @@ def _score(args: argparse.Namespace, started: float) -> int:
     from .api import score_files, write_summary
     from .metrics import check_report_paths, write_metrics
     from .model import Model
+    from .plan import Report
 
-    check_report_paths(args.metrics_file, args.summary_json,
-                       predictions_to_stdout=args.out_dir is None and args.output in (None, "-"))
+    check_report_paths(args.metrics_file, args.summary_json)
     _configure_threads(args.threads)
     model = Model.load(args.model, sha256=args.model_sha256, verify_hash=not args.trust_model,
                        threads=args.threads or 1)
-    reports = [r for r in (args.summary_json, args.metrics_file) if r]
+    reports = [Report(path, flag) for path, flag in ((args.summary_json, "--summary-json"),
+                                                    (args.metrics_file, "--metrics-file"))
+               if path]
     if args.dry_run:
         from .dryrun import dry_run
 

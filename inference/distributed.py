@@ -56,7 +56,7 @@ from .parts import (
     worker_options,
 )
 from .pipeline import check_source_options, score_one, skipped_summary
-from .plan import hold_outputs, leftover_names, plan_run
+from .plan import Report, hold_outputs, leftover_names, plan_run
 from .readers import STDIN, detect_format, open_source
 from .readers.npy import NpySource
 from .state import same_file, stat_key
@@ -147,7 +147,8 @@ def score_files_on_cluster(
     out_dir: str | Path | None = None, model: Model | None = None,
     options: ScoreOptions | None = None, force: bool = False, progress: bool | None = None,
     on_file: Callable[[FileSummary], None] | None = None,
-    part_bytes: int | None = None, reports: Sequence[str] = (), recursive: bool = False,
+    part_bytes: int | None = None, reports: Sequence[str | Report] = (),
+    recursive: bool = False,
 ) -> BatchSummary:
     """:func:`inference.score_files` on a Dask cluster: same outputs, summary and exit code.
 

@@ -33,7 +33,7 @@ from .fsio import BOOKKEEPING, LOCK_NAME
 from .model import Model
 from .options import ScoreOptions
 from .pipeline import check_input, check_source_options, skipped_summary
-from .plan import is_stream, plan_run
+from .plan import Report, is_stream, plan_run
 from .readers import STDIN, detect_format
 from .summary import BatchSummary, FileSummary
 from .writers import STDOUT
@@ -87,7 +87,7 @@ class DryRun:
 
 def dry_run(inputs: list[str], *, output: str | None = None,
             out_dir: str | Path | None = None, model: Model, options: ScoreOptions | None = None,
-            force: bool = False, reports: Sequence[str] = (),
+            force: bool = False, reports: Sequence[str | Report] = (),
             recursive: bool = False) -> DryRun:
     """What :func:`.api.score_files` would do with these arguments, without doing it.
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .errors import EXIT_OK, UsageError
 from .fsio import is_special, read_small_file
-from .plan import identity, report_is_safe
+from .plan import goes_to_stdout, identity, report_is_safe
 from .summary import BatchSummary
 from .writers import STDOUT, write_report
 
@@ -168,24 +168,17 @@ def write_metrics(path: str, summary: BatchSummary, *, started: float,
     write_report(path, data)
 
 
-def check_report_paths(metrics: str | None, summary: str | None, *,
-                       predictions_to_stdout: bool) -> None:
-    """The rules of ``--metrics-file`` and ``--summary-json`` that the run's plan checks
-    only as paths: named here by their options. A path; one stream at most on stdout; not
-    both reports in one file."""
+def check_report_paths(metrics: str | None, summary: str | None) -> None:
+    """The rules between ``--metrics-file`` and ``--summary-json`` (the run's plan checks
+    each against the outputs and inputs): a path; not both on stdout, nor in one file."""
     if metrics == "":
         raise UsageError("--metrics-file needs a path (or - for stdout)")
-    flags = [(flag, path) for flag, path in (("--summary-json", summary),
-                                              ("--metrics-file", metrics)) if path]
-    on_stdout = [flag for flag, path in flags if path == STDOUT]
-    if predictions_to_stdout and on_stdout:
-        raise UsageError(f"the predictions and {on_stdout[0]} would both go to stdout; give "
-                         "-o FILE, or a file for the report")
-    if len(on_stdout) == 2:
+    if not metrics or not summary:
+        return
+    if goes_to_stdout(metrics) and goes_to_stdout(summary):
         raise UsageError("the summary and the metrics would both go to stdout; give a file "
                          "for one")
-    if len(flags) == 2 and not on_stdout and identity(summary or "") is not None and (
-            identity(summary or "") == identity(metrics or "")):
+    if identity(summary) is not None and identity(summary) == identity(metrics):
         raise UsageError(f"--summary-json and --metrics-file name one file ({metrics}); give "
                          "each its own")
 

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import DigitsError, MissingInputError, OutputError, UsageError
 from .formats import OUTPUT_FORMATS, split_format
@@ -26,6 +27,14 @@ from .writers import STDOUT, detect_output_format
 #: Names a directory scan never takes as inputs: the scorer's own outputs (in every output
 #: format) and reject reports. Hidden files (the bookkeeping folder) are never taken either.
 OWN_SUFFIXES = (*(f".pred.{fmt}" for fmt in OUTPUT_FORMATS), ".rejects.csv")
+
+
+class Report(NamedTuple):
+    """A file the caller writes after the run (the summary, the metrics), checked with the
+    run's own outputs; ``name`` is how messages call it (``--summary-json``)."""
+
+    path: str
+    name: str = "report"
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,19 @@ def rejects_path_for(src: str, dst: str) -> Path:
     return folder / f"{stem}.rejects.csv"
 
 
+def goes_to_stdout(path: str) -> bool:
+    """Whether writing ``path`` writes this process's stdout: ``-``, or another name of the
+    same file (``/dev/stdout``, the terminal or pipe stdout is). /dev/null takes anything."""
+    if path == STDOUT:
+        return True
+    try:
+        st, out = os.stat(path), os.fstat(1)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino) and (
+        os.path.realpath(path) != os.devnull)
+
+
 def is_stream(dst: str) -> bool:
     """Whether ``dst`` is written as a stream (stdout, a device, a FIFO): no temporary file,
     no rename, no record, no lock."""
@@ -166,7 +188,7 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
 
 def plan_run(inputs: list[str], output: str | None, out_dir: str | Path | None,
              options: ScoreOptions | None, *, model_path: Path | None = None,
-             reports: Sequence[str] = (), recursive: bool = False) -> RunPlan:
+             reports: Sequence[str | Report] = (), recursive: bool = False) -> RunPlan:
     """Check the run's options, find the input files, pair each with its output, and check
     every path the run will write (outputs, reject reports, ``reports`` such as the summary)
     against every file it reads and against each other: the start that the local and the
@@ -230,23 +252,23 @@ def check_target(path: str, *, what: str, may_stream: bool) -> None:
         try:
             target = os.stat(path)
         except OSError:
-            raise OutputError(f"{path}: the {what} is a broken symbolic link; remove it or give "
+            raise OutputError(f"{path}: {_the(what)} is a broken symbolic link; remove it or give "
                               "another path") from None
         if may_stream and (not stat.S_ISREG(target.st_mode)
                            or path.startswith(("/dev/", "/proc/"))):
             return _streamable(path, target.st_mode, what)
-        raise OutputError(f"{path}: the {what} is a symbolic link; give the path it points to "
+        raise OutputError(f"{path}: {_the(what)} is a symbolic link; give the path it points to "
                           f"({os.path.realpath(path)})")
     if may_stream:
         return _streamable(path, st.st_mode, what)
-    raise OutputError(f"{path}: the {what} would replace a {_kind(st.st_mode)}; "
+    raise OutputError(f"{path}: {_the(what)} would replace a {_kind(st.st_mode)}; "
                       "only regular files are replaced")
 
 
 def _streamable(path: str, mode: int, what: str) -> None:
     if stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return
-    raise OutputError(f"{path}: the {what} is a {_kind(mode)}; give a file, a FIFO or a device")
+    raise OutputError(f"{path}: {_the(what)} is a {_kind(mode)}; give a file, a FIFO or a device")
 
 
 def _kind(mode: int) -> str:
@@ -284,8 +306,8 @@ def report_is_safe(report: str, inputs: Sequence[str], model_path: Path | None,
     return all(identity(path) != key for path in paths)
 
 
-def check_paths(plan: RunPlan, *, model_path: Path | None, reports: Sequence[str] = (),
-                explicit: bool = True) -> None:
+def check_paths(plan: RunPlan, *, model_path: Path | None,
+                reports: Sequence[str | Report] = (), explicit: bool = True) -> None:
     """Every path the run writes against every file it reads and against each other, by
     identity; a collision is an OutputError (exit 73) before anything is written."""
     read: dict[Identity, str] = {}
@@ -314,14 +336,14 @@ def check_paths(plan: RunPlan, *, model_path: Path | None, reports: Sequence[str
             rejects = str(rejects_path_for(src, dst))
             check_target(rejects, what="reject report", may_stream=False)
             targets.append((rejects, "reject report", identity(rejects)))
-    for report in reports:
-        if report == STDOUT:
-            if any(dst == STDOUT for _, dst in plan.pairs):
-                raise UsageError("the predictions and a report would both go to stdout; "
-                                 "give -o FILE, or a file for the report")
+    for path, name in (Report(r) if isinstance(r, str) else r for r in reports):
+        if goes_to_stdout(path) and any(goes_to_stdout(dst) for _, dst in plan.pairs):
+            raise UsageError(f"the predictions and {_the(name)} would both go to stdout; give "
+                             "-o FILE, or a file for the report")
+        if path == STDOUT:
             continue
-        check_target(report, what="report", may_stream=True)
-        targets.append((report, "report", identity(report)))
+        check_target(path, what=name, may_stream=True)
+        targets.append((path, name, identity(path)))
     written: dict[Identity, str] = {}
     for path, what, key in targets:
         if key is None:
@@ -334,11 +356,16 @@ def check_paths(plan: RunPlan, *, model_path: Path | None, reports: Sequence[str
                 source = f"the model {source}"
             else:
                 source = f"the input {source}"
-            raise OutputError(f"{path}: the {what} would overwrite {source}")
+            raise OutputError(f"{path}: {_the(what)} would overwrite {source}")
         if key in written:
             raise OutputError(f"{path}: the run would write this file twice (as {written[key]} "
                               f"and as {what})")
         written[key] = what
+
+
+def _the(what: str) -> str:
+    """``the output``, but ``--summary-json`` as it stands."""
+    return what if what.startswith("-") else f"the {what}"
 
 
 def leftover_names(pairs: list[tuple[str, str]]) -> dict[Path, set[str]]:

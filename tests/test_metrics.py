@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -265,7 +266,8 @@ def test_a_metrics_path_that_is_an_input_is_never_written(here, model_path, caps
                  "--metrics-file", "in/a.csv") == 2
     assert Path("in/a.csv").read_bytes() == data
     assert not Path("out").exists()
-    assert "in/a.csv: the report would overwrite the input in/a.csv" in capsys.readouterr().err
+    assert "in/a.csv: --metrics-file would overwrite the input in/a.csv" in \
+        capsys.readouterr().err
 
 
 def test_a_metrics_path_that_is_the_model_or_an_output_is_refused(here, model_path, capsys):
@@ -291,13 +293,37 @@ def test_the_summary_and_the_metrics_cannot_share_a_file(here, model_path, capsy
 
 
 @pytest.mark.parametrize("flag", ["--summary-json", "--metrics-file"])
-def test_the_predictions_and_a_report_cannot_both_go_to_stdout(here, model_path, capsys,
-                                                               flag):
-    for output in ([], ["-o", "-"]):
-        assert score(model_path, "in/a.csv", *output, flag, "-") == 2
-        assert capsys.readouterr().err == (
-            f"digits-score: error: the predictions and {flag} would both go to stdout; give "
-            "-o FILE, or a file for the report\n")
+def test_the_predictions_and_a_report_cannot_both_go_to_stdout(here, model_path, flag):
+    """By any name of stdout: ``-``, /dev/stdout, /proc/self/fd/1 (a pipe here)."""
+    for output in ([], ["-o", "-"], ["-o", "/dev/stdout"], ["-o", "/proc/self/fd/1"]):
+        for report in ("-", "/dev/stdout"):
+            proc = subprocess.run(
+                [sys.executable, "-m", "digits_onnx.inference", "in/a.csv", *output, flag,
+                 report, "--model", str(model_path)], capture_output=True, text=True,
+                timeout=120, check=False)
+            assert (proc.returncode, proc.stderr) == (2, (
+                f"digits-score: error: the predictions and {flag} would both go to stdout; "
+                "give -o FILE, or a file for the report\n")), (output, report)
+            assert "confidence" not in proc.stdout  # no prediction reached it
+
+
+def test_an_empty_directory_with_its_summary_on_stdout_is_a_normal_night(here, model_path,
+                                                                         capsys):
+    os.mkdir("empty")
+    assert score(model_path, "empty", "--summary-json", "-") == 0
+    assert json.loads(capsys.readouterr().out)["files"] == []
+
+
+def test_the_library_names_reports_as_the_caller_does(here, model):
+    from digits_onnx.inference import OutputError, score_files
+    from digits_onnx.inference.plan import Report
+
+    with pytest.raises(OutputError, match=r"o.csv: the run would write this file twice "
+                                          r"\(as output and as --audit\)"):
+        score_files(["in/a.csv"], output="o.csv", model=model,
+                    reports=[Report("o.csv", "--audit")])
+    with pytest.raises(OutputError, match=r"in/a.csv: the report would overwrite the input"):
+        score_files(["in/a.csv"], output="x.csv", model=model, reports=["in/a.csv"])
 
 
 def test_metrics_to_stdout(here, model_path, capsys):

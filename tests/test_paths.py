@@ -24,7 +24,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["in.csv", "-o", "out.csv", "--summary-json", "in.csv"],
-     "in.csv: the report would overwrite the input in.csv"),
+     "in.csv: --summary-json would overwrite the input in.csv"),
     (["in.csv", "-o", "in.csv"], "in.csv: the output would overwrite its own input"),
     (["in.csv", "-o", "./sub/../in.csv"],
      "./sub/../in.csv: the output would overwrite its own input"),
@@ -33,11 +33,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     (["in.csv", "in.pred.csv", "--out-dir", "."],
      "in.pred.csv: the output would overwrite the input in.pred.csv"),
     (["in.csv", "-o", "out.csv", "--summary-json", "out.csv"],
-     "out.csv: the run would write this file twice (as output and as report)"),
+     "out.csv: the run would write this file twice (as output and as --summary-json)"),
     (["in.csv", "-o", "model.onnx", "--output-format", "csv"],
      "model.onnx: the output would overwrite the model"),
     (["in.csv", "-o", "out.csv", "--summary-json", "model.onnx"],
-     "model.onnx: the report would overwrite the model"),
+     "model.onnx: --summary-json would overwrite the model"),
 ])
 def test_a_collision_exits_73_and_changes_nothing(here, model_path, run, args, message):
     os.mkdir("sub")
