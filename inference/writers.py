@@ -196,20 +196,23 @@ class JsonlWriter(TableWriter):
 
 
 def _json_values(column: pa.ChunkedArray) -> list[str]:
-    """A column's values as JSON text. Floats as the CSV writer prints them (the shortest
-    text that reads back the same float32, "0.9983885"); an empty cell, NaN or infinity as
-    null (JSON has no such numbers); dates, times and decimals as strings."""
+    """A column's values as JSON text, each as the CSV writer prints it: floats as the
+    shortest text that reads back the same float32 ("0.9983885"), decimals and durations
+    (in their unit) as numbers, dates and times as strings. An empty cell, NaN and infinity
+    are null (JSON has no such numbers). Arrow formats every value: no pandas needed."""
     import pyarrow.compute as pc
 
     kind = column.type
-    if pa.types.is_floating(kind):
-        texts = pc.cast(column, pa.string()).to_pylist()
-        return [t if t is not None and t[-1:].isdigit() else "null" for t in texts]
+    if pa.types.is_duration(kind):
+        column, kind = pc.cast(column, pa.int64()), pa.int64()
     if pa.types.is_integer(kind):
         return ["null" if v is None else str(v) for v in column.to_pylist()]
     if pa.types.is_boolean(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return [json.dumps(v) for v in column.to_pylist()]
-    return ["null" if v is None else json.dumps(str(v)) for v in column.to_pylist()]
+    texts = pc.cast(column, pa.string()).to_pylist()
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return [t if t is not None and t[-1:].isdigit() else "null" for t in texts]
+    return ["null" if t is None else json.dumps(t) for t in texts]
 
 
 class NpyWriter(TableWriter):

@@ -257,3 +257,48 @@ def test_a_kept_parquet_cell_that_is_not_text_rejects_its_row(here, model_path, 
     assert [(r["row"], r["raw"]) for r in _jsonl(here / "out.jsonl")] == [(0, "a"), (2, "c")]
     report = (here / "in.rejects.csv").read_text().splitlines()
     assert report[1] == "1,,1,raw,the value is bytes that are not UTF-8 text,"
+
+
+BLOCK_PANDAS = '''
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pandas":
+            raise ImportError("pandas is not installed here")
+sys.meta_path.insert(0, Block())
+from digits_onnx.inference.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_every_carried_type_is_written_as_json_the_way_csv_writes_it(here, digits_rows):
+    """Dates, times, durations and decimals, nanoseconds included, as Arrow formats them
+    (what the CSV writer prints), with no pandas in the process (not a dependency)."""
+    import decimal
+    import subprocess
+    import sys
+
+    X = digits_rows[:2]
+    _parquet(here / "in.parquet", X,
+             ts=pa.array([1_000_000_001, None], pa.timestamp("ns")),
+             tz=pa.array([0, 1], pa.timestamp("s", tz="UTC")),
+             t=pa.array([1, 2], pa.time64("ns")),
+             dur=pa.array([86405, None], pa.duration("s")),
+             dec=pa.array([decimal.Decimal("1.50"), None]),
+             big=pa.array([2**62, None], pa.uint64()))
+    kept = "ts,tz,t,dur,dec,big"
+    for out in ("out.jsonl", "out.csv"):
+        proc = subprocess.run([sys.executable, "-c", BLOCK_PANDAS, "in.parquet",
+                               "--keep-columns", kept, "-o", out, "-q"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    rows = _jsonl(here / "out.jsonl")
+    assert rows[0] == {"row": 0, "ts": "1970-01-01 00:00:01.000000001",
+                       "tz": "1970-01-01 00:00:00.000Z", "t": "00:00:00.000000001",
+                       "dur": 86405, "dec": 1.5, "big": 2**62,
+                       "label": rows[0]["label"], "confidence": rows[0]["confidence"]}
+    assert [rows[1][k] for k in ("ts", "dur", "dec", "big")] == [None] * 4
+    csv_first = (here / "out.csv").read_text().splitlines()[1].split(",")
+    assert csv_first[1:7] == ["1970-01-01 00:00:01.000000001", "1970-01-01 00:00:00.000Z",
+                              "00:00:00.000000001", "86405", "1.50", str(2**62)]
+    assert '"dec": 1.50,' in (here / "out.jsonl").read_text()  # the decimal's digits, kept
