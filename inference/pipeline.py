@@ -348,15 +348,20 @@ def run_model(model: Model, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     for i, line in zip(rows, batch.line_numbers(rows), strict=True):
         batch.rejects.append(_value_reject(
             batch, int(i), line, "is so far outside the training range "
-            f"{FEATURE_MIN:g}..{FEATURE_MAX:g} that the model's probabilities overflow"))
+            f"{FEATURE_MIN:g}..{FEATURE_MAX:g} that the model's probabilities overflow",
+            farthest=True))
     batch.rejects.sort(key=lambda r: r.row)
     batch.keep(mask)
     return labels, proba
 
 
-def _value_reject(batch: Batch, i: int, line: int | None, problem: str) -> Reject:
-    """The reject of row ``i`` of a batch for its first value outside 0..16."""
-    k = first_out_of_range_column(batch.X[i])
+def _value_reject(batch: Batch, i: int, line: int | None, problem: str, *,
+                  farthest: bool = False) -> Reject:
+    """The reject of row ``i`` of a batch for its first value outside 0..16, or for the one
+    farthest outside (the value that overflowed the model)."""
+    row = batch.X[i].astype(np.float64)
+    k = (int(np.argmax(np.maximum(FEATURE_MIN - row, row - FEATURE_MAX))) if farthest
+         else first_out_of_range_column(batch.X[i]))
     column = batch.feature_columns[k] if batch.feature_columns else k
     names = batch.column_names
     return Reject(int(batch.rows[i]), line, column + 1, names[column] if names else None,

@@ -386,12 +386,12 @@ def test_a_directory_scan_says_with_v_what_it_left_out_and_why(here, model_path,
 
 
 def _overflowing_csv(path: Path, digits_rows: np.ndarray) -> None:
-    """Rows 0..5 of the digits; row 2 is all 3e38 (the bundled model overflows on it)."""
+    """Rows 0..5 of the digits; the bundled model overflows on row 2."""
     lines = ["name," + ",".join(f"f{k}" for k in range(64))]
     for i, row in enumerate(digits_rows[:6]):
         cells = [f"{v:g}" for v in row]
-        if i == 2:
-            cells = ["3e38"] * 64
+        if i == 2:  # 17 comes first, but 3e38 is what overflows
+            cells = ["17", "3e38", *["-3e38"] * 62]
         lines.append(",".join([f"n{i}", *cells]))
     path.write_text("\n".join(lines) + "\n")
 
@@ -406,7 +406,7 @@ def test_rows_the_model_overflows_on_are_rejects_not_a_failed_file(here, digits_
     assert [(r["row"], r["name"]) for r in rows] == [(0, "n0"), (1, "n1"), (3, "n3"),
                                                      (4, "n4"), (5, "n5")]
     report = Path("x.rejects.csv").read_text().splitlines()
-    assert report[1] == ("2,4,2,f0,value 3e+38 is so far outside the training range 0..16 "
+    assert report[1] == ("2,4,3,f1,value 3e+38 is so far outside the training range 0..16 "
                          "that the model's probabilities overflow,")
     (summary,) = json.loads(Path("s.json").read_text())["files"]
     assert (summary["rows"], summary["scored"], summary["rejected"]) == (6, 5, 1)
@@ -417,7 +417,7 @@ def test_a_row_the_model_overflows_on_fails_its_file_by_line_and_column(here, ca
     _overflowing_csv(Path("x.csv"), digits_rows)
     assert main(["x.csv", "-o", "out.csv", "--keep-columns", "name", "-q"]) == 65
     assert capsys.readouterr().err == (
-        "digits-score: error: x.csv: line 4, column 2 (f0): value 3e+38 is so far outside the "
+        "digits-score: error: x.csv: line 4, column 3 (f1): value 3e+38 is so far outside the "
         "training range 0..16 that the model's probabilities overflow\n")
     assert not Path("out.csv").exists()
 
