@@ -33,7 +33,14 @@ from .fsio import BOOKKEEPING, LOCK_NAME
 from .model import Model
 from .options import ScoreOptions
 from .pipeline import check_input, check_source_options, skipped_summary
-from .plan import Report, is_stream, plan_run
+from .plan import (
+    Report,
+    check_open_files,
+    folders_to_create,
+    is_stream,
+    output_directories,
+    plan_run,
+)
 from .readers import STDIN, detect_format
 from .summary import BatchSummary, FileSummary
 from .writers import STDOUT
@@ -96,14 +103,14 @@ def dry_run(inputs: list[str], *, output: str | None = None,
     """
     plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports,
                     recursive=recursive)
+    directories = output_directories(plan.pairs)
+    check_open_files(len(directories))
     result = DryRun(creates=check_output_dir(out_dir) if plan.pairs else [])
-    if out_dir is not None:  # the mirror of a tree scanned with --recursive
-        result.creates += sorted({str(Path(dst).parent) for _, dst in plan.pairs
-                                  if not os.path.isdir(Path(dst).parent)} - {str(Path(out_dir))})
-    directories = sorted({str(Path(dst).parent) for _, dst in plan.pairs if not is_stream(dst)})
+    result.creates += [str(p) for p in folders_to_create(plan.pairs, out_dir)]  # --recursive
+    created = {Path(d) for d in result.creates}
     for directory in directories:
-        if directory not in {str(Path(d)) for d in result.creates}:
-            check_lock(Path(directory))
+        if directory not in created:
+            check_lock(directory)
     for src, dst in plan.pairs:
         result.steps.append(step(src, dst, model, plan.options, force=force))
     return result

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import DigitsError, MissingInputError, OutputError, UsageError
+from .errors import DigitsError, MissingInputError, OutputError, ReadError, UsageError
 from .formats import OUTPUT_FORMATS, split_format
 from .fsio import is_special, output_lock, remove_leftovers
 from .options import ScoreOptions, check_run, resolve_output_format
@@ -51,59 +51,104 @@ class RunPlan:
 def expand_inputs(inputs: list[str], input_format: str | None = None,
                   left_out: list[tuple[str, str]] | None = None, *, recursive: bool = False,
                   folders: dict[str, str] | None = None) -> list[str]:
-    """Files named directly, found in directories (by known extensions) or matched by globs.
+    """Files named directly, found in directories (by known extensions) or matched by globs
+    (a directory a glob matches is scanned as one named).
 
     A directory's subdirectories are passed over unless ``recursive``; then the scan descends
     into them (not into hidden ones, nor through links to directories, which could loop) and
     ``folders`` receives, for each file found below a subdirectory, its folder relative to
-    the directory named (where its output goes under ``--out-dir``). What a scan passes over
-    goes to ``left_out`` with the reason.
+    the directory scanned (where its output goes under ``--out-dir``). A file a scan finds
+    again (overlapping inputs: ``in in/a``) is taken once, where it was first found. What a
+    scan passes over goes to ``left_out`` with the reason; a directory that cannot be listed
+    fails the run (ReadError) rather than leave its files out unseen.
     """
     found: list[str] = []
+    seen: dict[tuple[int, int] | str, str] = {}
+    scan = _Scan(input_format, recursive, found, seen, left_out, folders)
     for spec in inputs:
         if spec == STDIN:
             found.append(spec)
         elif os.path.isdir(spec):
-            _scan(Path(spec), Path(), input_format, recursive, found, left_out, folders)
+            scan.directory(spec)
         elif glob.has_magic(spec) and not os.path.lexists(spec):
             # An existing name is a name (brackets[1].csv), never a pattern.
             matches = sorted(glob.glob(spec))
             if not matches:
                 raise MissingInputError(f"{spec}: the pattern matches no file")
-            found.extend(matches)
+            for match in matches:
+                if os.path.isdir(match):
+                    scan.directory(match)
+                else:
+                    scan.file(match)
         else:
-            found.append(spec)
+            found.append(spec)  # named: taken as given, even twice (plan_outputs says so)
+            seen.setdefault(_file_key(spec), spec)
     return found
 
 
-def _scan(root: Path, below: Path, input_format: str | None, recursive: bool,
-          found: list[str], left_out: list[tuple[str, str]] | None,
-          folders: dict[str, str] | None) -> None:
-    """One directory of a scan, in name order, descending in place when ``recursive``."""
+def _file_key(path: str) -> tuple[int, int] | str:
+    """What makes two names one file: (device, inode), else the resolved path."""
     try:
-        entries = sorted(str(p) for p in (root / below).iterdir())
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
+
+
+@dataclass
+class _Scan:
+    """The state of one expansion's directory scans (see :func:`expand_inputs`)."""
+
+    input_format: str | None
+    recursive: bool
+    found: list[str]
+    seen: dict[tuple[int, int] | str, str]
+    left_out: list[tuple[str, str]] | None
+    folders: dict[str, str] | None
+
+    def directory(self, top: str) -> None:
+        """Scan ``top`` in name order, descending in place when recursive: a stack of
+        listings, not a call per level, so that no depth of tree can exhaust the stack."""
+        stack = [(Path(), iter(_listing(Path(top))))]
+        while stack:
+            below, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
+            reason = _why_not_an_input(entry, self.input_format)
+            if reason == "a directory" and os.path.islink(entry):
+                reason = "a link to a directory; not followed"
+            elif reason == "a directory" and self.recursive:
+                sub = below / Path(entry).name
+                stack.append((sub, iter(_listing(Path(top) / sub))))
+                continue
+            elif reason == "a directory":
+                reason = "a directory; --recursive descends into it"
+            if reason is None:
+                self.file(entry, below)
+            elif self.left_out is not None:
+                self.left_out.append((entry, reason))
+
+    def file(self, path: str, below: Path = Path()) -> None:
+        key = _file_key(path)
+        first = self.seen.get(key)
+        if first is not None:
+            if self.left_out is not None:
+                self.left_out.append((path, f"found already, as {first}"))
+            return
+        self.seen[key] = path
+        self.found.append(path)
+        if below.parts and self.folders is not None:
+            self.folders[path] = str(below)
+
+
+def _listing(folder: Path) -> list[str]:
+    try:
+        return sorted(str(p) for p in folder.iterdir())
     except OSError as exc:
-        if not below.parts:
-            raise
-        if left_out is not None:
-            left_out.append((str(root / below), f"cannot be listed ({exc.strerror})"))
-        return
-    for entry in entries:
-        reason = _why_not_an_input(entry, input_format)
-        if reason == "a directory" and os.path.islink(entry):
-            reason = "a link to a directory; not followed"
-        elif reason == "a directory" and recursive:
-            _scan(root, below / Path(entry).name, input_format, recursive, found, left_out,
-                  folders)
-            continue
-        elif reason == "a directory":
-            reason = "a directory; --recursive descends into it"
-        if reason is None:
-            found.append(entry)
-            if below.parts and folders is not None:
-                folders[entry] = str(below)
-        elif left_out is not None:
-            left_out.append((entry, reason))
+        raise ReadError(f"{folder}: cannot list the directory ({exc.strerror or exc}); "
+                        "its files would go unscored") from None
 
 
 def _why_not_an_input(path: str, input_format: str | None) -> str | None:
@@ -180,6 +225,8 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
              for src in inputs]
     seen: dict[str, str] = {}
     for src, dst in pairs:
+        if dst in seen and _file_key(seen[dst]) == _file_key(src):
+            raise UsageError(f"{src} is named twice ({seen[dst]} and {src}); name it once")
         if dst in seen:
             raise UsageError(f"{seen[dst]} and {src} would both write {dst}; rename one")
         seen[dst] = src
@@ -384,9 +431,13 @@ def leftover_names(pairs: list[tuple[str, str]]) -> dict[Path, set[str]]:
 
 def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
                  out_dir: str | Path | None = None) -> None:
-    """Create ``out_dir`` when it is missing (its parent must exist), lock every output
-    directory for the run (on ``stack``), then clear what killed runs left beside these
-    outputs."""
+    """Create ``out_dir`` when it is missing (its parent must exist) and the folders under it
+    that a recursive scan's outputs go to, lock every output directory for the run (on
+    ``stack``), then clear what killed runs left beside these outputs. What cannot be done
+    is found before anything is created."""
+    directories = output_directories(pairs)
+    check_open_files(len(directories))
+    to_create = folders_to_create(pairs, out_dir)
     if out_dir is not None and pairs:
         try:
             os.mkdir(out_dir)
@@ -398,13 +449,60 @@ def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
         except OSError as exc:
             raise OutputError(f"{out_dir}: cannot create the output directory "
                               f"({exc.strerror})") from None
-        for folder in sorted({Path(dst).parent for _, dst in pairs} - {Path(out_dir)}):
-            try:  # the mirror of a tree scanned with --recursive
-                folder.mkdir(parents=True, exist_ok=True)
+        for folder in to_create:
+            try:
+                folder.mkdir(exist_ok=True)
             except OSError as exc:
                 raise OutputError(f"{folder}: cannot create the output directory "
                                   f"({exc.strerror})") from None
-    directories = sorted({str(Path(dst).parent) for _, dst in pairs if not is_stream(dst)})
     for directory in directories:
-        stack.enter_context(output_lock(Path(directory)))
+        stack.enter_context(output_lock(directory))
     remove_leftovers(leftover_names(pairs))
+
+
+def output_directories(pairs: list[tuple[str, str]]) -> list[Path]:
+    """The directories a run writes outputs into (each one locked for the run)."""
+    return sorted({Path(dst).parent for _, dst in pairs if not is_stream(dst)})
+
+
+def folders_to_create(pairs: list[tuple[str, str]], out_dir: str | Path | None) -> list[Path]:
+    """The folders under ``out_dir`` that a recursive scan's outputs need and that do not
+    exist yet, parents first. OutputError when something other than a folder is in the way
+    (found before anything is created)."""
+    if out_dir is None:
+        return []
+    root, missing = Path(out_dir), []
+    for folder in output_directories(pairs):
+        path = root
+        for part in folder.relative_to(root).parts:
+            path = path / part
+            if path in missing:
+                continue
+            if not os.path.lexists(path):
+                missing.append(path)
+            elif not path.is_dir():
+                raise OutputError(f"{path}: cannot create the output directory: a file of "
+                                  "that name is in the way")
+    return missing
+
+
+#: Descriptors a run needs besides its locks: inputs, outputs, temporaries, libraries.
+SPARE_DESCRIPTORS = 64
+
+
+def check_open_files(locks: int) -> None:
+    """A run holds one lock (an open file) per output directory until it ends: make sure the
+    process may hold that many, raising its soft limit toward the hard one when needed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = locks + SPARE_DESCRIPTORS
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard == resource.RLIM_INFINITY or needed <= hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+            return
+    raise OutputError(f"the run writes into {locks} output directories and locks each of them "
+                      f"at once, more than the {soft} open files this process may hold "
+                      "(ulimit -n); raise the limit, or score fewer directories per run")
