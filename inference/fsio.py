@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -26,28 +26,31 @@ LOCK_NAME = "lock"
 MAX_BOOKKEEPING_BYTES = 1 << 20
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 class AtomicFile:
     """A temporary file beside ``dst`` that becomes ``dst`` on commit and vanishes otherwise."""
 
     def __init__(self, dst: Path) -> None:
         self.dst = dst
-        try:
-            fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-        except FileNotFoundError:
-            raise OutputError(f"{dst}: the output directory {dst.parent} does not exist") from None
-        except PermissionError:
-            raise OutputError(f"{dst}: cannot create files in {dst.parent}") from None
-        except OSError as exc:
-            raise OutputError(f"{dst}: cannot create output ({exc.strerror})") from None
-        os.fchmod(fd, 0o666 & ~_umask())
-        os.close(fd)
-        self.tmp = Path(tmp)
+        # Created exclusively under a random name, with the mode a new file gets (0o666 less
+        # the umask, which the kernel applies: nothing here reads or changes the process's
+        # umask, which other threads share).
+        for _ in range(100):
+            tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                raise OutputError(f"{dst}: the output directory {dst.parent} does not exist"
+                                  ) from None
+            except PermissionError:
+                raise OutputError(f"{dst}: cannot create files in {dst.parent}") from None
+            except OSError as exc:
+                raise OutputError(f"{dst}: cannot create output ({exc.strerror})") from None
+            os.close(fd)
+            self.tmp = tmp
+            return
+        raise OutputError(f"{dst}: cannot create a temporary file in {dst.parent}")
 
     def commit(self, *, sync_dir: bool = True) -> None:
         """Make the finished temporary file durable, then rename it over ``dst``.
