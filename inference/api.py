@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from .fsio import (
     output_lock,
     remove_leftovers,
 )
+from .many import default_workers, is_small, score_in_order
 from .model import Model
 from .options import ScoreOptions, check_run
 from .pipeline import score_one
@@ -61,7 +63,8 @@ def score_files(inputs: list[str], *, output: str | None = None,
                 progress: bool | None = None,
                 on_file: Callable[[FileSummary], None] | None = None,
                 scheduler: object | None = None, part_bytes: int | None = None,
-                reports: Sequence[str | Report] = (), recursive: bool = False) -> BatchSummary:
+                reports: Sequence[str | Report] = (), workers: int | None = None,
+                recursive: bool = False) -> BatchSummary:
     """Score many inputs (files, directories, globs); one bad file does not stop the others.
 
     Each file's failure is recorded in its summary; the returned summary's ``exit_code`` says
@@ -71,6 +74,10 @@ def score_files(inputs: list[str], *, output: str | None = None,
     write after the run (a summary file): they are checked with the run's own outputs.
     ``recursive`` descends into the subdirectories of directories given as inputs; under
     ``out_dir`` the outputs mirror that tree.
+
+    Files of one read block or less are scored ``workers`` at a time (default: pyarrow's CPU
+    pool size, at most 4; see :mod:`.many`); summaries and ``on_file`` calls still come in
+    input order, on the caller's thread, and each output is what scoring it alone writes.
     """
     check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes,
               output_format=options.output_format if options is not None else None)
@@ -82,32 +89,44 @@ def score_files(inputs: list[str], *, output: str | None = None,
             options=options, force=force, progress=progress, on_file=on_file,
             part_bytes=part_bytes, reports=reports, recursive=recursive)
     started = time.perf_counter()
-    model = model or Model.load()
-    plan = plan_run(inputs, output, out_dir, options, model_path=model.path, reports=reports,
+    loaded = model or Model.load()
+    plan = plan_run(inputs, output, out_dir, options, model_path=loaded.path, reports=reports,
                     recursive=recursive)
-    summary = BatchSummary(files=[], model_sha256=model.sha256, left_out=plan.left_out)
+    summary = BatchSummary(files=[], model_sha256=loaded.sha256, left_out=plan.left_out)
     bar = _progress_bar(plan.files, progress)
+    bar_lock = threading.Lock()
+    # Output directories with renames to make durable. Worker threads add to it: set.update
+    # with a set argument merges entry by entry under CPython's set mutation checks.
     synced: set[Path] = set()
+
+    def score(src: str, dst: str) -> FileSummary:
+        done = [0]
+
+        def advance(consumed: int) -> None:
+            if bar is not None:
+                with bar_lock:
+                    bar.update(max(0, consumed - done[0]))
+                    done[0] = consumed
+
+        try:
+            return score_one(src, dst, loaded, plan.options, force=force, progress=advance,
+                             synced_dirs=synced)
+        except DigitsError as exc:
+            return failed_summary(src, exc)
+        except Exception as exc:  # a bug: this file fails, the others are still scored
+            log.debug("%s failed", src, exc_info=True)
+            return failed_summary(src, internal_error(src, exc))
+
+    block = plan.options.read.chunk_bytes
     with contextlib.ExitStack() as stack:
         hold_outputs(stack, plan.pairs, out_dir)
         # The directories' fsyncs, once each before the locks are released: group commit.
         stack.callback(_fsync_directories, synced)
-        for src, dst in plan.pairs:
-            done = [0]
-
-            def advance(consumed: int, done: list[int] = done) -> None:
-                if bar is not None:
-                    bar.update(max(0, consumed - done[0]))
-                    done[0] = consumed
-
-            try:
-                result = score_one(src, dst, model, plan.options, force=force, progress=advance,
-                                   synced_dirs=synced)
-            except DigitsError as exc:
-                result = failed_summary(src, exc)
-            except Exception as exc:  # a bug: this file fails, the others are still scored
-                log.debug("%s failed", src, exc_info=True)
-                result = failed_summary(src, internal_error(src, exc))
+        # Closed first (on an error too): files not started are cancelled, running ones end.
+        results = stack.enter_context(contextlib.closing(score_in_order(
+            plan.pairs, score, workers=default_workers() if workers is None else workers,
+            small=lambda src: is_small(src, block))))
+        for result in results:
             summary.files.append(result)
             if on_file is not None:
                 on_file(result)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 
 def arm(spec: str) -> None:
@@ -21,10 +22,12 @@ def arm(spec: str) -> None:
     name, nth, when = spec.split(":")
     target, count = int(nth), [0]
     original = getattr(os, name)
+    lock = threading.Lock()  # calls may come from several threads: count each once
 
     def armed(*args, **kwargs):
-        count[0] += 1
-        hit = count[0] == target
+        with lock:
+            count[0] += 1
+            hit = count[0] == target
         if hit and when == "before":
             os.kill(os.getpid(), signal.SIGKILL)
         result = original(*args, **kwargs)

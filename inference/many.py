@@ -1,0 +1,89 @@
+"""Many files at once: small files are scored side by side on a few threads, and their
+summaries come back in input order.
+
+Scoring a small file is mostly fixed costs: opening, sniffing, a pyarrow parse, an onnxruntime
+run, an fsync and two renames. pyarrow, onnxruntime and the system calls release the GIL, so
+a second thread keeps the other core busy while the first one waits. A file of more than one
+read block is scored alone on the caller's thread, as one file always was: its own read-ahead
+and pyarrow's parser threads already keep both cores busy, and running two at once would
+only double the memory held in blocks.
+
+Bounded work: at most ``workers`` files are being scored and at most ``2 * workers`` are
+submitted ahead of the one reported next; a finished file holds only its summary until its
+turn comes. What each file writes, and in what order it commits, is the per-file pipeline's
+(:func:`.pipeline.score_one`) whatever thread runs it: outputs are byte for byte those of one
+file scored alone.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pyarrow as pa
+
+from .readers import STDIN
+from .summary import FileSummary
+
+#: More threads than this buy nothing: the Python share of each file holds the GIL.
+MAX_WORKERS = 4
+
+
+def default_workers() -> int:
+    """Files scored side by side: the size of pyarrow's CPU pool (``--threads`` sets it, else
+    one per core), at most :data:`MAX_WORKERS`; one means file after file."""
+    return max(1, min(pa.cpu_count(), MAX_WORKERS))
+
+
+def is_small(src: str, block_bytes: int) -> bool:
+    """Whether ``src`` is a regular file read in one block (stdin, pipes and devices are not:
+    they are read as streams on the caller's thread)."""
+    if src == STDIN:
+        return False
+    try:
+        st = os.stat(src)
+    except OSError:
+        return True  # it fails at once, on whichever thread
+    return stat.S_ISREG(st.st_mode) and st.st_size <= block_bytes
+
+
+def score_in_order(pairs: Sequence[tuple[str, str]],
+                   score: Callable[[str, str], FileSummary], *, workers: int,
+                   small: Callable[[str], bool]) -> Generator[FileSummary, None, None]:
+    """Yield ``score(src, dst)`` for each pair, in the order of ``pairs``.
+
+    ``score`` reports a file's failure in its summary rather than raising. Files for which
+    ``small`` is true run on a pool of ``workers`` threads; any other file runs on the
+    caller's thread once every file before it has been reported, so it never overlaps
+    another. With one worker (or one file) everything runs on the caller's thread.
+    Closing the iterator early cancels the files not yet started and waits for the running
+    ones (each commits whole or not at all).
+    """
+    if workers < 2 or len(pairs) < 2:
+        for src, dst in pairs:
+            yield score(src, dst)
+        return
+    ahead = 2 * workers
+    pending: deque[Future[FileSummary]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="digits-file") as pool:
+        try:
+            for src, dst in pairs:
+                if not small(src):
+                    while pending:
+                        yield pending[0].result()
+                        pending.popleft()
+                    yield score(src, dst)
+                    continue
+                if len(pending) >= ahead:
+                    yield pending[0].result()
+                    pending.popleft()
+                pending.append(pool.submit(score, src, dst))
+            while pending:
+                yield pending[0].result()
+                pending.popleft()
+        finally:
+            for future in pending:
+                future.cancel()
