@@ -65,8 +65,9 @@ def _column(value: str) -> str | int:
 
 
 def _columns(value: str) -> str | list[str | int]:
-    """``all``, or columns separated by commas (each as :func:`_column` takes it)."""
-    return value if value == "all" else [_column(v) for v in value.split(",")]
+    """``all``, or columns separated by commas (each as :func:`_column` takes it; spaces
+    around a comma are not part of a name: header names are read without them)."""
+    return value if value == "all" else [_column(v.strip()) for v in value.split(",")]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -253,7 +253,8 @@ def score_part(model_data: bytes, sha256: str, src: str, dst: str, options: Scor
     try:
         source.restrict(begin, stop)
         first_line = getattr(source, "next_line", None)
-        schema = output_schema(source.id_name, options.proba, source.kept_fields)
+        schema = output_schema(source.id_name, options.proba, source.kept_fields,
+                               display=source.display)
         if encoded:
             fmt = detect_output_format(dst, options.output_format)
             writer = made = SliceWriter(dst, run_id, index, fmt, schema)

@@ -95,7 +95,8 @@ def score_one(src: str, dst: str, model: Model, options: ScoreOptions, *, force:
             report = RejectReport(rejects_at)
             fmt = detect_output_format(None if streamed else dst, options.output_format)
             unit = write_output(
-                src, dst, fmt, output_schema(source.id_name, options.proba, source.kept_fields),
+                src, dst, fmt, output_schema(source.id_name, options.proba, source.kept_fields,
+                             display=source.display),
                 lambda writer: score_stream(source, model, options, writer, dst, progress,
                                             on_rejects=report.add,
                                             read_ahead=_larger_than_a_block(src, options)),
@@ -289,7 +290,8 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
     """
     tally = Tally()
     has_truth = options.read.label_column is not None
-    schema = output_schema(source.id_name, options.proba, source.kept_fields)
+    schema = output_schema(source.id_name, options.proba, source.kept_fields,
+                             display=source.display)
     batches = source.batches()
     for batch in prefetch(batches) if read_ahead else batches:
         batch.feature_columns = source.feature_columns

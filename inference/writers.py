@@ -40,8 +40,8 @@ def detect_output_format(path: str | None, given: str | None) -> str:
     return output_format_of(Path(path).name) or "csv"
 
 
-def output_schema(id_name: str | None, proba: bool,
-                  kept: Sequence[pa.Field] = ()) -> pa.Schema:
+def output_schema(id_name: str | None, proba: bool, kept: Sequence[pa.Field] = (), *,
+                  display: str | None = None) -> pa.Schema:
     """Columns of every output: the key (the row number, or the id), the input columns kept
     (``--keep-columns``), then label, confidence and p0..p9.
 
@@ -56,17 +56,18 @@ def output_schema(id_name: str | None, proba: bool,
     def carried(name: str) -> str:
         return f"input_{name}" if name in taken else name
 
-    key = pa.field(carried(id_name), pa.string()) if id_name else pa.field("row", pa.int64())
+    key = (pa.field(carried(id_name), pa.string()) if id_name is not None
+           else pa.field("row", pa.int64()))
     fields = [key, *(pa.field(carried(f.name), f.type) for f in kept)]
     fields += [pa.field("label", pa.int64()), pa.field("confidence", pa.float32())]
     fields += [pa.field(name, pa.float32()) for name in own[2:]]
     names = [f.name for f in fields]
     twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
     if twice is not None:
-        given = [f.name for f in kept] + ([id_name] if id_name else [])
+        given = ([id_name] if id_name is not None else []) + [f.name for f in kept]
         raise UsageError(
-            f"two output columns would be named {twice!r} (carried: {', '.join(given)}); "
-            "keep only one of them, or rename the input columns"
+            f"{display + ': ' if display else ''}two output columns would be named {twice!r} "
+            f"(carried: {', '.join(given)}); keep only one of them, or rename the input columns"
         )
     return pa.schema(fields)
 

@@ -26,7 +26,8 @@ ITS_WORDS = "<the library's own words>"
 #: (file, extra arguments, exit code, message after "digits-score: error: ")
 INPUT_CASES = [
     ("csv_bad_id_column.csv", "--id-column ident", 2,
-     "--id-column 'ident' is not a column; the header has: pixel_0_0, pixel_0_1, "
+     "csv_bad_id_column.csv: --id-column 'ident' is not a column; the header has: "
+     "pixel_0_0, pixel_0_1, "
      "pixel_0_2, pixel_0_3, pixel_0_4, pixel_0_5, pixel_0_6, pixel_0_7, ..."),
     ("csv_binary.csv", "", 65,
      "csv_binary.csv: line 1 is not valid UTF-8 text; save the file as UTF-8"),

@@ -130,7 +130,7 @@ def test_a_headerless_csv_names_its_kept_columns_by_number(here, model_path, dig
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("nope", "--keep-columns 'nope' is not a column"),
+    ("nope", "in.csv: --keep-columns 'nope' is not a column"),
     ("file,file", "--keep-columns: file is named twice"),
     ("file,1", "--keep-columns: 1 is column 1, named already"),
     ("all,file", "--keep-columns: all stands alone"),
@@ -302,3 +302,40 @@ def test_every_carried_type_is_written_as_json_the_way_csv_writes_it(here, digit
     assert csv_first[1:7] == ["1970-01-01 00:00:01.000000001", "1970-01-01 00:00:00.000Z",
                               "00:00:00.000000001", "86405", "1.50", str(2**62)]
     assert '"dec": 1.50,' in (here / "out.jsonl").read_text()  # the decimal's digits, kept
+
+
+def test_in_a_run_over_many_files_the_one_whose_columns_differ_is_named(here, model_path,
+                                                                      capsys, digits_rows):
+    (here / "in").mkdir()
+    _csv(here / "in" / "a.csv", digits_rows[:2], extra={"name": ["x", "y"]})
+    _csv(here / "in" / "b.csv", digits_rows[:2], extra={"other": ["x", "y"]})
+    _csv(here / "in" / "c.csv", digits_rows[:2], extra={"name": ["1", "2"], "row": ["a", "b"]})
+    assert _score(model_path, "in", "--keep-columns", "name", "--out-dir", "out") == 1
+    err = capsys.readouterr().err
+    assert "in/b.csv: --keep-columns 'name' is not a column; the header has: other, f0" in err
+    assert _score(model_path, "in/c.csv", "--keep-columns", "name,row", "--id-column", "row",
+                  "-o", "x.csv") == 0  # the id is the key already: not carried twice
+
+
+def test_a_name_the_header_holds_twice_must_be_given_by_number(here, model_path, capsys,
+                                                              digits_rows):
+    _csv(here / "in.csv", digits_rows[:2], extra={"a": ["1", "2"], "b": ["3", "4"]})
+    text = (here / "in.csv").read_text().replace("a,b,", "a,a,", 1)
+    (here / "in.csv").write_text(text)
+    assert _score(model_path, "in.csv", "--keep-columns", "a", "-o", "x.csv") == 2
+    assert capsys.readouterr().err == ("digits-score: error: in.csv: --keep-columns 'a' names "
+                                       "columns 1 and 2; give the column's number\n")
+    assert _score(model_path, "in.csv", "--keep-columns", "1,2", "-o", "x.csv") == 2
+    assert "in.csv: two output columns would be named 'a'" in capsys.readouterr().err
+
+
+def test_spaces_around_the_commas_are_not_part_of_the_names(here, model_path, digits_rows):
+    _csv(here / "in.csv", digits_rows[:2], extra={"a": ["1", "2"], "b": ["3", "4"]})
+    assert _score(model_path, "in.csv", "--keep-columns", "b, a", "-o", "x.csv") == 0
+    assert (here / "x.csv").read_text().splitlines()[0] == "row,b,a,label,confidence"
+
+
+def test_an_id_column_without_a_name_is_named_by_its_number(here, model_path, digits_rows):
+    _csv(here / "in.csv", digits_rows[:2], extra={"": ["n5", "n6"]})
+    assert _score(model_path, "in.csv", "--id-column", "1", "-o", "x.jsonl") == 0
+    assert [r["column_1"] for r in _jsonl(here / "x.jsonl")] == ["n5", "n6"]

@@ -154,36 +154,44 @@ def check_values(X: np.ndarray, extrema: tuple[float, float] | None = None) -> t
     return finite, False
 
 
-def resolve_column(spec: str | int, names: list[str], has_header: bool, what: str) -> int:
+def resolve_column(spec: str | int, names: list[str], has_header: bool, what: str,
+                   display: str) -> int:
     """The 0-based position of a column given by name (needs a header) or by number.
 
     Columns are numbered from 1, in options as in every message ("line 3, column 5"), as cut,
-    awk and csvkit number them; -1 is the last column.
+    awk and csvkit number them; -1 is the last column. A name the header holds twice is
+    refused (which one is meant?). Messages start with the file: in a run over many files,
+    the one whose columns differ must be found.
     """
     if isinstance(spec, str) and spec in names and has_header:
+        where = [i + 1 for i, name in enumerate(names) if name == spec]
+        if len(where) > 1:
+            raise UsageError(f"{display}: {what} {spec!r} names columns {where[0]} and "
+                             f"{where[1]}; give the column's number")
         return names.index(spec)
     try:
         number = int(spec)
     except ValueError:
         if not has_header:
             raise UsageError(
-                f"{what} {spec!r} is a name, but the file has no header; give the column's "
-                "number (from 1)"
+                f"{display}: {what} {spec!r} is a name, but the file has no header; give the "
+                "column's number (from 1)"
             ) from None
         raise UsageError(
-            f"{what} {spec!r} is not a column; the header has: {', '.join(names[:8])}"
-            + (", ..." if len(names) > 8 else "")
+            f"{display}: {what} {spec!r} is not a column; the header has: "
+            f"{', '.join(names[:8])}" + (", ..." if len(names) > 8 else "")
         ) from None
     if number == 0:
-        raise UsageError(f"{what} 0: columns are numbered from 1, as in messages; the first "
-                         "column is 1")
+        raise UsageError(f"{display}: {what} 0: columns are numbered from 1, as in messages; "
+                         "the first column is 1")
     if not -len(names) <= number <= len(names):
-        raise UsageError(f"{what} {number} is out of range: the file has {len(names)} columns")
+        raise UsageError(f"{display}: {what} {number} is out of range: the file has "
+                         f"{len(names)} columns")
     return number - 1 if number > 0 else number % len(names)
 
 
 def kept_columns(spec: str | Sequence[str | int] | None, names: list[str], has_header: bool,
-                 id_idx: int | None) -> list[int]:
+                 id_idx: int | None, display: str) -> list[int]:
     """The 0-based positions of the ``--keep-columns``: every column for ``all`` (in the
     input's order), else the ones given (in that order). The id column is the output's key
     already: it is not carried twice."""
@@ -193,9 +201,10 @@ def kept_columns(spec: str | Sequence[str | int] | None, names: list[str], has_h
         return [i for i in range(len(names)) if i != id_idx]
     positions: list[int] = []
     for column in spec:
-        i = resolve_column(column, names, has_header, "--keep-columns")
+        i = resolve_column(column, names, has_header, "--keep-columns", display)
         if i in positions:
-            raise UsageError(f"--keep-columns: {column} is column {i + 1}, named already")
+            raise UsageError(f"{display}: --keep-columns: {column} is column {i + 1}, named "
+                             "already")
         positions.append(i)
     return [i for i in positions if i != id_idx]
 

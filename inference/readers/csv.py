@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import InputDataError, UsageError
-from .base import Batch, Source
+from .base import Batch, Source, output_names
 from .csv_layout import SNIFF_BYTES, sniff_layout
 from .csv_lines import drop_blank_lines, has_blank_lines
 from .csv_parse import BlockParser
@@ -61,8 +61,9 @@ class CsvSource(Source):
         self.layout = sniff_layout(self._pending, options, display, self._line_no)
         if self.layout.header:
             self._drop_header()
-        if self.layout.id_idx is not None:
-            self.id_name = self.layout.names[self.layout.id_idx] if self.layout.header else "id"
+        if self.layout.id_idx is not None:  # "id" without a header, column_N without a name
+            self.id_name = (output_names([self.layout.id_idx], self.layout.names, True)[0]
+                            if self.layout.header else "id")
         self.feature_columns = self.layout.feature_idx
         self.column_names = self.layout.names if self.layout.header else None
         self._parser = BlockParser(self.layout)

@@ -99,12 +99,13 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str, line: int = 1
                                                           range(n_cols)]
     id_idx = label_idx = None
     if options.id_column is not None:
-        id_idx = resolve_column(options.id_column, names, header, "--id-column")
+        id_idx = resolve_column(options.id_column, names, header, "--id-column", display)
     if options.label_column is not None:
-        label_idx = resolve_column(options.label_column, names, header, "--label-column")
+        label_idx = resolve_column(options.label_column, names, header, "--label-column",
+                                   display)
         if label_idx == id_idx:
-            raise UsageError("--id-column and --label-column name the same column")
-    kept_idx = kept_columns(options.keep_columns, names, header, id_idx)
+            raise UsageError(f"{display}: --id-column and --label-column name the same column")
+    kept_idx = kept_columns(options.keep_columns, names, header, id_idx, display)
     extra = {i for i in (id_idx, label_idx) if i is not None}
     if options.keep_columns != KEEP_ALL:
         extra.update(kept_idx)  # named columns are carried, not scored

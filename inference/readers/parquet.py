@@ -29,6 +29,7 @@ from .base import (
     Source,
     as_feature_matrix,
     kept_columns,
+    output_names,
     resolve_column,
     value_problem,
 )
@@ -104,11 +105,13 @@ class ParquetSource(Source):
         self._names = names
         self.id_idx = self.label_idx = None
         if options.id_column is not None:
-            self.id_idx = resolve_column(options.id_column, names, True, "--id-column")
-            self.id_name = names[self.id_idx]
+            self.id_idx = resolve_column(options.id_column, names, True, "--id-column",
+                                         display)
+            self.id_name = output_names([self.id_idx], names, True)[0]
         if options.label_column is not None:
-            self.label_idx = resolve_column(options.label_column, names, True, "--label-column")
-        self.kept_idx = kept_columns(options.keep_columns, names, True, self.id_idx)
+            self.label_idx = resolve_column(options.label_column, names, True,
+                                            "--label-column", display)
+        self.kept_idx = kept_columns(options.keep_columns, names, True, self.id_idx, display)
         extra = {self.id_idx, self.label_idx}
         if options.keep_columns != KEEP_ALL:
             extra.update(self.kept_idx)  # named columns are carried, not scored
@@ -134,8 +137,10 @@ class ParquetSource(Source):
                 raise self._fail(f"column {i + 1} ({names[i]}) has type {schema.field(i).type}, "
                                  "which --keep-columns cannot carry: it takes text, numbers, "
                                  "booleans, dates and times")
-        self.kept_fields = tuple(pa.field(names[i], _carried_type(schema.field(i).type))
-                                 for i in self.kept_idx)
+        self.kept_fields = tuple(
+            pa.field(name, _carried_type(schema.field(i).type))
+            for i, name in zip(self.kept_idx, output_names(self.kept_idx, names, True),
+                               strict=True))
         self.n_rows = metadata.num_rows
         held = sum(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
         if self.n_rows != held:
