@@ -134,7 +134,7 @@ def check_input(src: str, dst: str) -> None:
 
 def check_source_options(src: str, options: ScoreOptions) -> None:
     """Refuse options that cannot apply to this input (rather than ignore them)."""
-    if not options.read.names_no_columns() and (
+    if options.read.names_columns() and (
             detect_format(src, options.read.input_format) == "npy"):
         raise UsageError(f"{src}: {NPY_HAS_NO_COLUMNS}")
 

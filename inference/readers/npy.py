@@ -62,7 +62,7 @@ class NpySource(Source):
     """Reads (N, 64) or (N, 8, 8) arrays of any integer or float dtype, byte order and layout."""
 
     def __init__(self, fd: int, display: str, options: ReadOptions) -> None:
-        if not options.names_no_columns():
+        if options.names_columns():
             os.close(fd)
             raise UsageError(f"{display}: {NPY_HAS_NO_COLUMNS}")
         self.display = display

@@ -64,10 +64,10 @@ class ReadOptions:
             )
         object.__setattr__(self, "delimiter", delimiter)
 
-    def names_no_columns(self) -> bool:
-        """True unless an option names input columns (which an NPY input does not have)."""
-        return self.id_column is None and self.label_column is None and (
-            self.keep_columns is None)
+    def names_columns(self) -> bool:
+        """Whether an option names input columns (which an NPY input does not have)."""
+        return not (self.id_column is None and self.label_column is None
+                    and self.keep_columns is None)
 
 
 #: ``--keep-columns all``: every input column, in the input's order.
