@@ -7,11 +7,12 @@ Contenders, each a fresh process scoring every file into a fresh output director
 
   digits-score     digits-score DIR --out-dir OUT
   (p) pandas loop  for each file: pandas.read_csv -> onnxruntime -> DataFrame.to_csv
+  --threads 1      digits-score file after file (one thread for pyarrow, one file at a time)
   before           an earlier checkout's digits-score (``--before DIR``, a git worktree)
 
 Also 16 files of 100,000 rows against the same 1.6M rows in one file (digits-score both).
 The issue's goals: many small files at most 0.5x the pandas loop; 16 files at most 1.1x of
-one file.
+one file. Peak RSS (``/usr/bin/time``) is the largest over the runs.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_scoring import before_command  # noqa: E402
+from bench_scoring import timed as timed_rss  # noqa: E402
 from make_data import sample_rows, write_csv  # noqa: E402
 
 PY = sys.executable
@@ -55,21 +55,24 @@ def make_files(folder: Path, files: int, rows: int, seed: int) -> Path:
     return folder
 
 
-def timed(cmd: list[str], out: Path, env: dict[str, str] | None = None) -> float:
+def timed(cmd: list[str], out: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MB) of one fresh process writing into an empty ``out``."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return timed_rss(cmd, env)
 
 
 def measure(contenders: dict[str, tuple[list[str], dict[str, str] | None]], out: Path,
-            repeat: int) -> dict[str, float]:
+            repeat: int) -> dict[str, tuple[float, int]]:
+    """Per contender: the median wall time and the largest peak RSS over ``repeat`` runs."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    peaks: dict[str, int] = dict.fromkeys(contenders, 0)
     for _ in range(repeat):
         for name, (cmd, env) in contenders.items():
-            times[name].append(timed([*cmd, str(out)], out, env))
-    return {name: statistics.median(values) for name, values in times.items()}
+            wall, rss = timed([*cmd, str(out)], out, env)
+            times[name].append(wall)
+            peaks[name] = max(peaks[name], rss)
+    return {name: (statistics.median(values), peaks[name]) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     contenders = {
         "digits-score": ([*SCORE, str(small), "-q", "--out-dir"], None),
         "(p) pandas loop": ([PY, "-c", PANDAS_LOOP, str(small)], None),
+        "--threads 1": ([*SCORE, str(small), "-q", "--threads", "1", "--out-dir"], None),
     }
     if args.before is not None:
         old, env = before_command(args.before)
@@ -92,12 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     median = measure(contenders, out / "o", args.repeat)
     print(f"{args.files} CSV files x {args.rows} rows, cold, fresh out-dir, median of "
           f"{args.repeat}")
-    for name, value in median.items():
-        print(f"  {name:<18} {value:7.3f} s   ({value / args.files * 1000:.2f} ms a file)")
-    ours, pandas = median["digits-score"], median["(p) pandas loop"]
+    for name, (value, rss) in median.items():
+        print(f"  {name:<18} {value:7.3f} s   ({value / args.files * 1000:.2f} ms a file)"
+              f"  {rss:5d} MB")
+    ours, pandas = median["digits-score"][0], median["(p) pandas loop"][0]
     print(f"  ours / (p)         {ours / pandas:6.2f}x   (goal <= 0.5x)")
+    print(f"  ours / --threads 1 {ours / median['--threads 1'][0]:6.2f}x")
     if "before" in median:
-        print(f"  ours / before      {ours / median['before']:6.2f}x")
+        print(f"  ours / before      {ours / median['before'][0]:6.2f}x")
 
     many = make_files(data / "many_16x100000", 16, 100_000, 900)
     one = data / "one_1600000.csv"
@@ -113,9 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         "one file": ([*SCORE, str(one), "-q", "--out-dir"], None),
     }, out / "o", max(3, args.repeat // 2))
     print("\n16 files x 100,000 rows vs the same 1.6M rows in one file (digits-score)")
-    for name, value in split.items():
-        print(f"  {name:<18} {value:7.3f} s")
-    print(f"  16 files / one     {split['16 files'] / split['one file']:6.2f}x   (goal <= 1.1x)")
+    for name, (value, rss) in split.items():
+        print(f"  {name:<18} {value:7.3f} s   {rss:5d} MB")
+    print(f"  16 files / one     {split['16 files'][0] / split['one file'][0]:6.2f}x   "
+          "(goal <= 1.1x)")
     shutil.rmtree(out, ignore_errors=True)
 
 

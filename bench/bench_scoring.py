@@ -84,7 +84,9 @@ def before_command(checkout: Path) -> tuple[list[str], dict[str, str]]:
     else:
         (links / "inference").symlink_to(checkout / "inference")
         module = "inference"
-    return [PY, "-m", module], {**os.environ, "PYTHONPATH": str(links)}
+    # PYTHONSAFEPATH: ``-m`` would put the working directory first on the path, and run
+    # from the repository that is this checkout's package, not the earlier one.
+    return [PY, "-m", module], {**os.environ, "PYTHONPATH": str(links), "PYTHONSAFEPATH": "1"}
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
