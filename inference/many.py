@@ -66,6 +66,11 @@ def score_in_order(pairs: Sequence[tuple[str, str]],
         for src, dst in pairs:
             yield score(src, dst)
         return
+    # The first import of pyarrow.compute registers Arrow's compute functions again, and a
+    # writer on another thread that looks one up meanwhile fails ("No function registered
+    # with name: cast"): import it before any worker starts, whatever a file will need.
+    import pyarrow.compute  # noqa: F401
+
     ahead = 2 * workers
     pending: deque[Future[FileSummary]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="digits-file") as pool:

@@ -11,6 +11,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -197,6 +198,27 @@ def test_results_come_in_order_and_a_closed_run_cancels_the_rest():
     assert len(started) <= 3 + 4
     assert [int(r.input) for r in score_in_order(pairs, score, workers=3,
                                                  small=lambda src: src != "7")] == list(range(50))
+
+
+def test_pyarrow_compute_is_loaded_before_a_worker_starts():
+    """Its first import registers Arrow's compute functions again; a writer on another thread
+    that looks up ``cast`` meanwhile fails. So the pool loads it before any file starts."""
+    code = textwrap.dedent("""
+        import sys
+        from digits_onnx.inference.many import score_in_order
+        from digits_onnx.inference.summary import FileSummary
+        assert "pyarrow.compute" not in sys.modules
+        seen = []
+        def score(src, dst):
+            seen.append("pyarrow.compute" in sys.modules)
+            return FileSummary(input=src, output=dst)
+        pairs = [("a", "a.out"), ("b", "b.out"), ("c", "c.out")]
+        list(score_in_order(pairs, score, workers=2, small=lambda src: True))
+        print(seen)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=REPO)
+    assert proc.stdout.strip() == "[True, True, True]"
 
 
 # -- kill -9 in the middle of a many-file run ----------------------------------------------
