@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "writes nothing")
     run.add_argument("--threads", type=int, metavar="N",
                      help="CPU threads for onnxruntime and pyarrow (default: onnxruntime 1, "
-                     "pyarrow one per core)")
+                     "pyarrow one per core); also how many small files are scored at once "
+                     "(at most 4; 1: file after file)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="score on a Dask cluster: a scheduler address (tcp://host:8786) or "
                      "local:N for N local worker processes (needs the dask extra)")
