@@ -65,10 +65,9 @@ class RangeReader(io.RawIOBase):
         n = min(len(view), self._stop - self._pos)
         if n <= 0:
             return 0
-        data = os.pread(self._fd, n, self._pos)
-        view[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        got = os.preadv(self._fd, [view[:n]], self._pos)  # into the caller's block: no copy
+        self._pos += got
+        return got
 
 
 def line_start(fd: int, pos: int) -> int:
