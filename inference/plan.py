@@ -1,14 +1,13 @@
 """The plan of a run: which files it reads, which paths it writes, and the rules between them.
 
 Everything a run will touch is decided here, before anything is written: the input files
-(expanded from directories and globs), each one's output, reject report and state record,
-and the output directories to lock.
+(found by :mod:`.inputs`), each one's output, reject report and state record, and the output
+directories to lock.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import stat
 from collections.abc import Sequence
@@ -16,17 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import DigitsError, MissingInputError, OutputError, ReadError, UsageError
-from .formats import OUTPUT_FORMATS, split_format
+from .errors import DigitsError, OutputError, UsageError
+from .formats import split_format
 from .fsio import is_special, output_lock, remove_leftovers
+from .inputs import OWN_SUFFIXES, expand_inputs, file_key
 from .options import ScoreOptions, check_run, resolve_output_format
-from .readers import STDIN, detect_format
+from .readers import STDIN
 from .state import state_path_for
 from .writers import STDOUT, detect_output_format
-
-#: Names a directory scan never takes as inputs: the scorer's own outputs (in every output
-#: format) and reject reports. Hidden files (the bookkeeping folder) are never taken either.
-OWN_SUFFIXES = (*(f".pred.{fmt}" for fmt in OUTPUT_FORMATS), ".rejects.csv")
 
 
 class Report(NamedTuple):
@@ -46,125 +42,6 @@ class RunPlan:
     pairs: list[tuple[str, str]]
     #: What directory scans passed over, and why (shown with -v, kept in the summary).
     left_out: list[tuple[str, str]] = field(default_factory=list)
-
-
-def expand_inputs(inputs: list[str], input_format: str | None = None,
-                  left_out: list[tuple[str, str]] | None = None, *, recursive: bool = False,
-                  folders: dict[str, str] | None = None) -> list[str]:
-    """Files named directly, found in directories (by known extensions) or matched by globs
-    (a directory a glob matches is scanned as one named).
-
-    A directory's subdirectories are passed over unless ``recursive``; then the scan descends
-    into them (not into hidden ones, nor through links to directories, which could loop) and
-    ``folders`` receives, for each file found below a subdirectory, its folder relative to
-    the directory scanned (where its output goes under ``--out-dir``). A file a scan finds
-    again (overlapping inputs: ``in in/a``) is taken once, where it was first found. What a
-    scan passes over goes to ``left_out`` with the reason; a directory that cannot be listed
-    fails the run (ReadError) rather than leave its files out unseen.
-    """
-    found: list[str] = []
-    seen: dict[tuple[int, int] | str, str] = {}
-    scan = _Scan(input_format, recursive, found, seen, left_out, folders)
-    for spec in inputs:
-        if spec == STDIN:
-            found.append(spec)
-        elif os.path.isdir(spec):
-            scan.directory(spec)
-        elif glob.has_magic(spec) and not os.path.lexists(spec):
-            # An existing name is a name (brackets[1].csv), never a pattern.
-            matches = sorted(glob.glob(spec))
-            if not matches:
-                raise MissingInputError(f"{spec}: the pattern matches no file")
-            for match in matches:
-                if os.path.isdir(match):
-                    scan.directory(match)
-                else:
-                    scan.file(match)
-        else:
-            found.append(spec)  # named: taken as given, even twice (plan_outputs says so)
-            seen.setdefault(_file_key(spec), spec)
-    return found
-
-
-def _file_key(path: str) -> tuple[int, int] | str:
-    """What makes two names one file: (device, inode), else the resolved path."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)
-    return st.st_dev, st.st_ino
-
-
-@dataclass
-class _Scan:
-    """The state of one expansion's directory scans (see :func:`expand_inputs`)."""
-
-    input_format: str | None
-    recursive: bool
-    found: list[str]
-    seen: dict[tuple[int, int] | str, str]
-    left_out: list[tuple[str, str]] | None
-    folders: dict[str, str] | None
-
-    def directory(self, top: str) -> None:
-        """Scan ``top`` in name order, descending in place when recursive: a stack of
-        listings, not a call per level, so that no depth of tree can exhaust the stack."""
-        stack = [(Path(), iter(_listing(Path(top))))]
-        while stack:
-            below, entries = stack[-1]
-            entry = next(entries, None)
-            if entry is None:
-                stack.pop()
-                continue
-            reason = _why_not_an_input(entry, self.input_format)
-            if reason == "a directory" and os.path.islink(entry):
-                reason = "a link to a directory; not followed"
-            elif reason == "a directory" and self.recursive:
-                sub = below / Path(entry).name
-                stack.append((sub, iter(_listing(Path(top) / sub))))
-                continue
-            elif reason == "a directory":
-                reason = "a directory; --recursive descends into it"
-            if reason is None:
-                self.file(entry, below)
-            elif self.left_out is not None:
-                self.left_out.append((entry, reason))
-
-    def file(self, path: str, below: Path = Path()) -> None:
-        key = _file_key(path)
-        first = self.seen.get(key)
-        if first is not None:
-            if self.left_out is not None:
-                self.left_out.append((path, f"found already, as {first}"))
-            return
-        self.seen[key] = path
-        self.found.append(path)
-        if below.parts and self.folders is not None:
-            self.folders[path] = str(below)
-
-
-def _listing(folder: Path) -> list[str]:
-    try:
-        return sorted(str(p) for p in folder.iterdir())
-    except OSError as exc:
-        raise ReadError(f"{folder}: cannot list the directory ({exc.strerror or exc}); "
-                        "its files would go unscored") from None
-
-
-def _why_not_an_input(path: str, input_format: str | None) -> str | None:
-    """Why a directory scan passes over ``path``, or None when it is an input."""
-    name = Path(path).name
-    if name.startswith("."):
-        return "hidden"
-    if not os.path.isfile(path):
-        return "a directory" if os.path.isdir(path) else "not a regular file"
-    if name.endswith(OWN_SUFFIXES):
-        return "an output or reject report of digits-score"
-    try:
-        detect_format(path, input_format)
-    except UsageError:
-        return "not a format digits-score reads; see --input-format"
-    return None
 
 
 def input_stem(path: str) -> str:
@@ -225,7 +102,7 @@ def plan_outputs(inputs: list[str], *, output: str | None, out_dir: str | Path |
              for src in inputs]
     seen: dict[str, str] = {}
     for src, dst in pairs:
-        if dst in seen and _file_key(seen[dst]) == _file_key(src):
+        if dst in seen and file_key(seen[dst]) == file_key(src):
             raise UsageError(f"{src} is named twice ({seen[dst]} and {src}); name it once")
         if dst in seen:
             raise UsageError(f"{seen[dst]} and {src} would both write {dst}; rename one")
