@@ -27,7 +27,7 @@ from .pipeline import finish_file, recorded_summary, remove_unit, write_output
 from .plan import rejects_path_for
 from .state import InputDigest, StatKey, covering_ranges, file_sha256
 from .summary import FileSummary, Tally, failed_summary
-from .writers import RejectReport, TableWriter, Writer, detect_output_format, output_schema
+from .writers import RejectReport, TableWriter, Writer, detect_output_format
 
 
 def join_parts(sha256: str, src: str, dst: str, options: ScoreOptions,
@@ -96,7 +96,9 @@ def _join(sha256: str, src: str, dst: str, options: ScoreOptions, before: StatKe
         raise AssertionError("some parts of a text output were not encoded")
     id_name = parts[0].id_name if parts else None
     fmt = detect_output_format(dst, options.output_format)
-    schema = (parts[0].schema if parts else None) or output_schema(id_name, options.proba)
+    schema = parts[0].schema  # every part succeeded by now: each carries the output's columns
+    if schema is None:
+        raise AssertionError(f"{src}: a part that succeeded carries no schema")
     report = RejectReport(rejects_path_for(src, dst))
 
     def fill(writer: Writer) -> Tally:

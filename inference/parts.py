@@ -316,7 +316,9 @@ def encode_part(src: str, dst: str, options: ScoreOptions, run_id: str, part: Pa
     shift = sum(rows_before) - part.row_base
     writer: SliceWriter | None = None
     try:
-        schema = part.schema or output_schema(part.id_name, options.proba)
+        schema = part.schema  # set on every part that succeeded (the only ones encoded)
+        if schema is None:
+            raise AssertionError(f"{src}: a part that succeeded carries no schema")
         writer = SliceWriter(dst, run_id, part.index,
                              detect_output_format(dst, options.output_format), schema)
         with read_tables(part.path) as reader:
