@@ -115,14 +115,20 @@ def test_the_dry_run_names_every_folder_of_a_deep_mirror(here, model_path, capsy
 
 
 def test_a_tree_deeper_than_the_stack_is_scanned(here, model_path, capsys):
-    folder = here / "deep"
-    folder.mkdir()
+    folders = [here / "deep"]
     for _ in range(1200):  # deeper than Python's recursion limit
-        folder = folder / "a"
+        folders.append(folders[-1] / "a")
+    for folder in folders:
         folder.mkdir()
-    (folder / "x.csv").write_text(Path("in.csv").read_text())
-    assert _run(model_path, "deep", "-r", "--out-dir", "out", "--dry-run") == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("dry run: 1 inputs: 1 to score")
+    (folders[-1] / "x.csv").write_text(Path("in.csv").read_text())
+    try:
+        assert _run(model_path, "deep", "-r", "--out-dir", "out", "--dry-run") == 0
+        assert capsys.readouterr().out.splitlines()[-1].startswith(
+            "dry run: 1 inputs: 1 to score")
+    finally:  # bottom up: pytest's own clean-up (shutil.rmtree) recurses per level
+        (folders[-1] / "x.csv").unlink()
+        for folder in reversed(folders):
+            folder.rmdir()
 
 
 def test_a_folder_that_cannot_be_listed_fails_the_run_not_its_files_silently(
