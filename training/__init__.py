@@ -12,11 +12,10 @@ The names below load their modules on first use, so ``digits-train --help`` and
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING
 
 from digits_onnx import __version__
+from digits_onnx.lazy import lazy_exports
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -62,21 +61,8 @@ __all__ = [
 
 
 if not TYPE_CHECKING:  # type checkers read the imports at the end instead
-
-    def __getattr__(name: str) -> object:
-        """A public name, or a submodule (``training.export``), imported on first use."""
-        module = _EXPORTS.get(name)
-        if module is None:
-            if importlib.util.find_spec(f"{__name__}.{name}") is None:
-                raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-            return importlib.import_module(f".{name}", __name__)
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    # A public name, or a submodule (``training.export``), imported on first use.
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
