@@ -11,6 +11,8 @@ import pytest
 from digits_onnx.inference import InputDataError, UsageError
 from digits_onnx.inference.readers import DELIMITER_NAMES, ReadOptions, open_source
 
+from tests.readers_support import read_batches
+
 HEADER = ",".join(f"pixel_{i // 8}_{i % 8}" for i in range(64))
 
 
@@ -19,11 +21,7 @@ def rows_text(X: np.ndarray, sep: str = ",") -> str:
 
 
 def read_all(path: Path, **options) -> tuple[np.ndarray, list, int]:
-    source = open_source(str(path), ReadOptions(**options))
-    try:
-        batches = list(source.batches())
-    finally:
-        source.close()
+    _, batches = read_batches(path, **options)
     X = np.concatenate([b.X for b in batches])
     rejects = [r for b in batches for r in b.rejects]
     return X, rejects, sum(b.n_rows for b in batches)
@@ -311,11 +309,7 @@ def test_a_byte_order_mark_inside_the_file_is_rejected_wherever_blocks_begin(
 def read_text(tmp_path: Path, text: str, name: str = "h.csv", **options):
     path = tmp_path / name
     path.write_text(text)
-    source = open_source(str(path), ReadOptions(**options))
-    try:
-        batches = list(source.batches())
-    finally:
-        source.close()
+    source, batches = read_batches(path, **options)
     X = np.concatenate([b.X for b in batches])
     ids = [i for b in batches if b.ids is not None for i in b.ids.to_pylist()]
     rejects = [f"{r.where()}: {r.reason}" for b in batches for r in b.rejects]

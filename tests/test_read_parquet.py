@@ -15,6 +15,8 @@ import pytest
 from digits_onnx.inference import InputDataError
 from digits_onnx.inference.readers import ReadOptions, open_source
 
+from tests.readers_support import read_batches
+
 
 def table_of(X: np.ndarray, **extra: pa.Array) -> pa.Table:
     columns = {f"c{k}": pa.array(X[:, k]) for k in range(X.shape[1])}
@@ -28,11 +30,7 @@ def parquet_bytes(table: pa.Table, **options) -> bytes:
 
 
 def read(path: Path, **options):
-    source = open_source(str(path), ReadOptions(**options))
-    try:
-        batches = list(source.batches())
-    finally:
-        source.close()
+    _, batches = read_batches(path, **options)
     X = np.concatenate([b.X for b in batches])
     ids = [i for b in batches if b.ids is not None for i in b.ids.to_pylist()]
     truth = np.concatenate([b.truth for b in batches if b.truth is not None] or [[]])
