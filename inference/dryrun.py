@@ -106,7 +106,7 @@ def dry_run(inputs: list[str], *, output: str | None = None,
     directories = output_directories(plan.pairs)
     check_open_files(len(directories))
     result = DryRun(creates=check_output_dir(out_dir) if plan.pairs else [])
-    result.creates += [str(p) for p in folders_to_create(plan.pairs, out_dir)]  # --recursive
+    result.creates += [str(p) for p in folders_to_create(directories, out_dir)]  # --recursive
     created = {Path(d) for d in result.creates}
     for directory in directories:
         if directory not in created:

@@ -361,9 +361,11 @@ def _value_reject(batch: Batch, i: int, line: int | None, problem: str, *,
                   farthest: bool = False) -> Reject:
     """The reject of row ``i`` of a batch for its first value outside 0..16, or for the one
     farthest outside (the value that overflowed the model)."""
-    row = batch.X[i].astype(np.float64)
-    k = (int(np.argmax(np.maximum(FEATURE_MIN - row, row - FEATURE_MAX))) if farthest
-         else first_out_of_range_column(batch.X[i]))
+    if farthest:
+        row = batch.X[i].astype(np.float64)
+        k = int(np.argmax(np.maximum(FEATURE_MIN - row, row - FEATURE_MAX)))
+    else:
+        k = first_out_of_range_column(batch.X[i])
     column = batch.feature_columns[k] if batch.feature_columns else k
     names = batch.column_names
     return Reject(int(batch.rows[i]), line, column + 1, names[column] if names else None,

@@ -314,7 +314,7 @@ def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
     is found before anything is created."""
     directories = output_directories(pairs)
     check_open_files(len(directories))
-    to_create = folders_to_create(pairs, out_dir)
+    to_create = folders_to_create(directories, out_dir)
     if out_dir is not None and pairs:
         try:
             os.mkdir(out_dir)
@@ -342,19 +342,20 @@ def output_directories(pairs: list[tuple[str, str]]) -> list[Path]:
     return sorted({Path(dst).parent for _, dst in pairs if not is_stream(dst)})
 
 
-def folders_to_create(pairs: list[tuple[str, str]], out_dir: str | Path | None) -> list[Path]:
-    """The folders under ``out_dir`` that a recursive scan's outputs need and that do not
-    exist yet, parents first. OutputError when something other than a folder is in the way
-    (found before anything is created)."""
+def folders_to_create(directories: list[Path], out_dir: str | Path | None) -> list[Path]:
+    """The folders under ``out_dir`` that the run's output ``directories`` (a recursive scan's
+    mirror) need and that do not exist yet, parents first. OutputError when something other
+    than a folder is in the way (found before anything is created)."""
     if out_dir is None:
         return []
-    root, missing = Path(out_dir), []
-    for folder in output_directories(pairs):
+    root, missing, seen = Path(out_dir), [], set()
+    for folder in directories:
         path = root
         for part in folder.relative_to(root).parts:
             path = path / part
-            if path in missing:
+            if path in seen:
                 continue
+            seen.add(path)
             if not os.path.lexists(path):
                 missing.append(path)
             elif not path.is_dir():

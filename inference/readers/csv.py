@@ -71,7 +71,7 @@ class CsvSource(Source):
         self.feature_columns = self.layout.feature_idx
         self.column_names = self.layout.names if self.layout.header else None
         self._parser = BlockParser(self.layout)
-        self.kept_fields = self._parser.kept_fields()
+        self.kept_fields = self._parser.kept_fields
 
     # -- reading raw bytes --------------------------------------------------------------------
 

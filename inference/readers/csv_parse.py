@@ -30,13 +30,17 @@ class BlockParser:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self._extra_columns = len(layout.names) != N_FEATURES
+        self._types = self._column_types()
+        #: The ``--keep-columns`` columns as the output carries them.
+        self.kept_fields = tuple(pa.field(name, self._types[i]) for i, name in
+                                 zip(layout.kept_idx, layout.kept_names, strict=True))
         self._options = self._arrow_options()
 
     def _arrow_options(self) -> dict[str, Any]:
         """pyarrow's options for this layout. Blank lines are dropped before a block is parsed;
         one left would be a row of nulls, never lost, so rows = lines stays checkable."""
         names = [f"c{i}" for i in range(len(self.layout.names))]
-        types = dict(zip(names, self.column_types(), strict=True))
+        types = dict(zip(names, self._types, strict=True))
         return {
             "read_options": pacsv.ReadOptions(column_names=names, block_size=1 << 20),
             "parse_options": pacsv.ParseOptions(delimiter=self.layout.delimiter.decode(),
@@ -47,7 +51,7 @@ class BlockParser:
             ),
         }
 
-    def column_types(self) -> list[pa.DataType]:
+    def _column_types(self) -> list[pa.DataType]:
         """What each column parses to: features float64, labels int64, the rest (ids, kept
         columns) text as written."""
         layout = self.layout
@@ -57,12 +61,6 @@ class BlockParser:
         if layout.label_idx is not None:
             types[layout.label_idx] = pa.int64()
         return types
-
-    def kept_fields(self) -> tuple[pa.Field, ...]:
-        """The ``--keep-columns`` columns as the output carries them."""
-        types = self.column_types()
-        return tuple(pa.field(name, types[i]) for i, name in
-                     zip(self.layout.kept_idx, self.layout.kept_names, strict=True))
 
     def parse(self, data: bytes | memoryview) -> pa.Table:
         return pacsv.read_csv(pa.py_buffer(data), **self._options)
@@ -94,7 +92,7 @@ class BlockParser:
             batch.truth = np.empty(0, np.int64)
         if self.layout.id_idx is not None:
             batch.ids = string_array([])
-        batch.kept = [pa.array([], f.type) for f in self.kept_fields()]
+        batch.kept = [pa.array([], f.type) for f in self.kept_fields]
         batch.lines = np.empty(0, np.int64)
         return batch
 
