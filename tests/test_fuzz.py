@@ -119,20 +119,31 @@ VALID_NPY = [
 ]
 
 
+def _mutate_bytes(draw, data: bytearray, action: str, *, insert_max: int = 16) -> bool:
+    """The mutations every format shares, in place: ``flip`` a byte, ``cut`` the tail,
+    ``insert`` a few bytes. False for an action that is the format's own."""
+    if action == "flip":
+        if data:
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] = draw(st.integers(0, 255))
+    elif action == "cut":
+        del data[draw(st.integers(0, len(data))):]
+    elif action == "insert":
+        i = draw(st.integers(0, len(data)))
+        data[i:i] = draw(st.binary(min_size=1, max_size=insert_max))
+    else:
+        return False
+    return True
+
+
 @st.composite
 def mutated_npy(draw) -> bytes:
     data = bytearray(draw(st.sampled_from(VALID_NPY)))
     for _ in range(draw(st.integers(1, 6))):
         action = draw(st.sampled_from(["flip", "cut", "insert", "header"]))
-        if action == "flip" and data:
-            i = draw(st.integers(0, len(data) - 1))
-            data[i] = draw(st.integers(0, 255))
-        elif action == "cut":
-            del data[draw(st.integers(0, len(data))):]
-        elif action == "insert":
-            i = draw(st.integers(0, len(data)))
-            data[i:i] = draw(st.binary(min_size=1, max_size=16))
-        elif action == "header" and len(data) > 10:
+        if _mutate_bytes(draw, data, action):
+            continue
+        if action == "header" and len(data) > 10:
             header = draw(st.sampled_from([
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 64), }",
                 "{'descr': '|O', 'fortran_order': False, 'shape': (1, 64), }",
@@ -206,15 +217,9 @@ def mutated_parquet(draw) -> tuple[bytes, dict]:
     data = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
         action = draw(st.sampled_from(["flip", "flip", "cut", "insert", "footer", "tail"]))
-        if action == "flip" and data:
-            i = draw(st.integers(0, len(data) - 1))
-            data[i] = draw(st.integers(0, 255))
-        elif action == "cut":
-            del data[draw(st.integers(0, len(data))):]
-        elif action == "insert":
-            i = draw(st.integers(0, len(data)))
-            data[i:i] = draw(st.binary(min_size=1, max_size=16))
-        elif action == "footer" and len(data) >= 8:  # the footer's length lies
+        if _mutate_bytes(draw, data, action):
+            continue
+        if action == "footer" and len(data) >= 8:  # the footer's length lies
             data[-8:-4] = draw(st.integers(0, 2**32 - 1)).to_bytes(4, "little")
         elif action == "tail" and len(data) > 12:  # a byte of the footer itself
             size = int.from_bytes(data[-8:-4], "little")
@@ -263,15 +268,9 @@ def mutated_model(draw) -> bytes:
     data = bytearray(SMALL_MODEL)
     for _ in range(draw(st.integers(1, 4))):
         action = draw(st.sampled_from(["flip", "flip", "cut", "insert", "repeat"]))
-        if action == "flip" and data:
-            i = draw(st.integers(0, len(data) - 1))
-            data[i] = draw(st.integers(0, 255))
-        elif action == "cut":
-            del data[draw(st.integers(0, len(data))):]
-        elif action == "insert":
-            i = draw(st.integers(0, len(data)))
-            data[i:i] = draw(st.binary(min_size=1, max_size=8))
-        elif action == "repeat" and data:
+        if _mutate_bytes(draw, data, action, insert_max=8):
+            continue
+        if action == "repeat" and data:
             i = draw(st.integers(0, len(data) - 1))
             j = draw(st.integers(i, min(len(data), i + 64)))
             data[i:i] = data[i:j]
