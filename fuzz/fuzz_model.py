@@ -25,6 +25,8 @@ with atheris.instrument_imports():
     from digits_onnx.inference.model import bundled_model_path
     from digits_onnx.inference.onnx_wire import scan_model  # noqa: F401 - traced
 
+from harness import empty_corpus  # after the instrumented imports
+
 BAD = Path(__file__).resolve().parent.parent / "tests" / "data" / "bad"
 ROWS = np.tile(np.arange(64, dtype=np.float32) % 17, (5, 1))
 
@@ -45,15 +47,12 @@ def one_input(data: bytes) -> None:
 
 
 def fill_corpus(argv: list[str]) -> None:
-    folders = [Path(a) for a in argv[1:] if not a.startswith("-")]
-    if not folders:
+    folder = empty_corpus(argv)
+    if folder is None:
         return
-    folders[0].mkdir(parents=True, exist_ok=True)
-    if any(folders[0].iterdir()):
-        return
-    (folders[0] / "seed-bundled.onnx").write_bytes(bundled_model_path().read_bytes())
+    (folder / "seed-bundled.onnx").write_bytes(bundled_model_path().read_bytes())
     for path in sorted(BAD.glob("model_*.onnx")):
-        (folders[0] / f"bad-{path.name}").write_bytes(path.read_bytes())
+        (folder / f"bad-{path.name}").write_bytes(path.read_bytes())
 
 
 if __name__ == "__main__":

@@ -27,13 +27,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 with atheris.instrument_imports():
-    from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
-    from digits_onnx.inference.errors import DigitsError
+    from digits_onnx.inference import Model, ReadOptions, ScoreOptions
     from digits_onnx.inference.readers import (  # noqa: F401 - traced
         csv_diagnosis,
         parquet,
         parquet_pages,
     )
+
+from harness import empty_corpus, score_and_check  # after the instrumented imports
 
 MODEL = Model.load()
 WHOLE = parquet.READ_WHOLE_BYTES
@@ -81,28 +82,17 @@ def one_input(data: bytes) -> None:
     parquet.READ_WHOLE_BYTES = 0 if data[0] & 0x40 else WHOLE
     src, dst = FOLDER / "in.parquet", FOLDER / "out.csv"
     src.write_bytes(data[1:])
-    try:
-        summary = score_file(str(src), dst, model=MODEL, options=options, force=True)
-    except DigitsError:
-        if dst.exists():
-            raise AssertionError("a failed file left an output") from None
-        return
-    if summary.rows != summary.scored + summary.rejected:
-        raise AssertionError(f"rows lost: {summary}")
-    dst.unlink()
+    score_and_check(src, dst, MODEL, options)
 
 
 def fill_corpus(argv: list[str]) -> None:
-    folders = [Path(a) for a in argv[1:] if not a.startswith("-")]
-    if not folders:
-        return
-    folders[0].mkdir(parents=True, exist_ok=True)
-    if any(folders[0].iterdir()):
+    folder = empty_corpus(argv)
+    if folder is None:
         return
     for k, (name, data) in enumerate(seeds().items()):
-        (folders[0] / f"seed-{name}").write_bytes(bytes([k * 37 % 256]) + data)
+        (folder / f"seed-{name}").write_bytes(bytes([k * 37 % 256]) + data)
     for path in sorted(BAD.glob("*.parquet")):
-        (folders[0] / f"bad-{path.name}").write_bytes(b"\x81" + path.read_bytes())
+        (folder / f"bad-{path.name}").write_bytes(b"\x81" + path.read_bytes())
 
 
 if __name__ == "__main__":

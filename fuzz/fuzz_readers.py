@@ -21,8 +21,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
-    from digits_onnx.inference.errors import DigitsError
+    from digits_onnx.inference import Model, ReadOptions, ScoreOptions
     from digits_onnx.inference.readers import (  # noqa: F401 - loaded when a file opens; traced
         csv,
         csv_diagnosis,
@@ -32,6 +31,8 @@ with atheris.instrument_imports():
         parquet,
         sniff,
     )
+
+from harness import score_and_check  # after the instrumented imports
 
 #: "" and ".dat" name no format: the content decides (magic bytes, else delimited text).
 SUFFIXES = (".csv", ".csv.gz", ".npy", ".parquet", ".tsv", "", ".dat")
@@ -49,15 +50,7 @@ def one_input(data: bytes) -> None:
     options = OPTIONS[(data[0] // len(SUFFIXES)) % 2]
     src, dst = FOLDER / f"in{suffix}", FOLDER / "out.csv"
     src.write_bytes(data[1:])
-    try:
-        summary = score_file(str(src), dst, model=MODEL, options=options, force=True)
-    except DigitsError:
-        if dst.exists():
-            raise AssertionError("a failed file left an output") from None
-        return
-    if summary.rows != summary.scored + summary.rejected:
-        raise AssertionError(f"rows lost: {summary}")
-    dst.unlink()
+    score_and_check(src, dst, MODEL, options)
 
 
 if __name__ == "__main__":
