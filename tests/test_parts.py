@@ -522,13 +522,20 @@ def test_only_npy_files_and_files_of_very_many_parts_need_the_hash_task(tmp_path
     assert needs_hash_task(str(npy), options, 2)
 
 
-def test_the_input_hash_is_computed_in_the_join_when_not_given(tmp_path, model):
+def _npy_parts(tmp_path: Path, model):
+    """An NPY file of 1,000 rows cut into parts of 300 rows, each part scored: what the
+    join gets when the input's hash was not computed beside them."""
     src, dst = tmp_path / "in.npy", tmp_path / "out.csv"
     np.save(src, np.ones((1000, 64), np.float32))
     options = ScoreOptions()
     cuts = cuts_of(str(src), options, 64 * 4 * 300)
     parts = [score_part(model.data, model.sha256, str(src), str(dst), options, "r", i, a, b,
                         True) for i, (a, b) in enumerate(cuts)]
+    return src, dst, options, parts
+
+
+def test_the_input_hash_is_computed_in_the_join_when_not_given(tmp_path, model):
+    src, dst, options, parts = _npy_parts(tmp_path, model)
     from digits_onnx.inference.fsio import bookkeeping_dir
     from digits_onnx.inference.state import file_sha256, read_state, stat_key
 
@@ -542,12 +549,7 @@ def test_the_input_hash_is_computed_in_the_join_when_not_given(tmp_path, model):
 def test_an_input_that_cannot_be_hashed_fails_its_file(tmp_path, model, monkeypatch):
     from digits_onnx.inference import parts as parts_module
 
-    src, dst = tmp_path / "in.npy", tmp_path / "out.csv"
-    np.save(src, np.ones((1000, 64), np.float32))
-    options = ScoreOptions()
-    cuts = cuts_of(str(src), options, 64 * 4 * 300)
-    parts = [score_part(model.data, model.sha256, str(src), str(dst), options, "r", i, a, b,
-                        True) for i, (a, b) in enumerate(cuts)]
+    src, dst, options, parts = _npy_parts(tmp_path, model)
 
     def unreadable(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied")
