@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from digits_onnx.inference import InputDataError, UsageError
-from digits_onnx.inference.readers import DELIMITER_NAMES, ReadOptions, open_source
+from digits_onnx.inference.readers import DELIMITER_NAMES, ReadOptions, csv_parse, open_source
 
 from tests.readers_support import read_batches
 
@@ -773,3 +773,61 @@ def test_dev_stdin_and_dash_read_csv_and_gzip_from_a_pipe(tmp_path, digits_rows,
         proc, out = run_scorer_on_stdin(tmp_path, payload, path)
         assert proc.returncode == 0, proc.stderr
         assert len(out.read_text().splitlines()) == 51
+
+
+# -- files of one layout share its parser --------------------------------------------------------
+
+def _parser_of(path: Path, **options):
+    source, _ = read_batches(path, **options)
+    return source._parser  # which parser a source got is the point here
+
+
+def test_files_that_share_a_first_line_and_a_delimiter_share_one_parser(tmp_path, digits_rows):
+    for i in range(3):
+        (tmp_path / f"{i}.csv").write_text(HEADER + "\n" + rows_text(digits_rows[i:i + 4]))
+    parsers = {id(_parser_of(tmp_path / f"{i}.csv")) for i in range(3)}
+    assert len(parsers) == 1
+    # The options are part of what a layout is made of.
+    assert id(_parser_of(tmp_path / "0.csv", header=True)) not in parsers
+
+
+@pytest.mark.parametrize("variant", [
+    "a header one byte apart",     # pixel_7_7 -> pixel_7_8: still a header, other names
+    "the same header, CRLF",       # the first line differs by its line end
+    "the same header, data by ;",  # the lines after it are cut by another delimiter
+    "the same header, BOM",        # a byte-order mark before it
+    "no header",                   # a first line of data
+    "a header of 65 names",        # an extra column: the file is refused
+])
+def test_a_file_that_differs_from_the_layout_before_it_is_read_as_it_is(
+        tmp_path, digits_rows, variant, monkeypatch):
+    """Each file's first line and delimiter are its own: whatever files sharing a header
+    were read before, a file reads as it reads alone."""
+    rows = rows_text(digits_rows[:6])
+    texts = {
+        "a header one byte apart": HEADER[:-1] + "8\n" + rows,
+        "the same header, CRLF": (HEADER + "\n" + rows).replace("\n", "\r\n"),
+        "the same header, data by ;": HEADER + "\n" + rows.replace(",", ";"),
+        "the same header, BOM": "\ufeff" + HEADER + "\n" + rows,
+        "no header": rows,
+        "a header of 65 names": "id," + HEADER + "\n" + "".join(
+            f"r{i}," + line for i, line in enumerate(rows.splitlines(keepends=True))),
+    }
+    odd = tmp_path / "odd.csv"
+    odd.write_bytes(texts[variant].encode())
+
+    def outcome() -> tuple:
+        try:
+            source, batches = read_batches(odd)
+        except InputDataError as exc:
+            return ("error", str(exc))
+        return (source.layout, [b.X.tobytes() for b in batches],
+                [(r.line, r.column, r.reason) for b in batches for r in b.rejects])
+
+    monkeypatch.setattr(csv_parse, "_known", {})  # no layout known yet: the file alone
+    alone = outcome()
+    monkeypatch.setattr(csv_parse, "_known", {})
+    for i in range(3):  # files of the common header, read before it
+        (tmp_path / f"{i}.csv").write_text(HEADER + "\n" + rows_text(digits_rows[i:i + 5]))
+        read_batches(tmp_path / f"{i}.csv")
+    assert outcome() == alone

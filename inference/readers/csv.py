@@ -20,9 +20,9 @@ import numpy as np
 
 from ..errors import InputDataError, UsageError
 from .base import Batch, Source, output_names
-from .csv_layout import SNIFF_BYTES, sniff_layout
+from .csv_layout import SNIFF_BYTES
 from .csv_lines import drop_blank_lines, has_blank_lines
-from .csv_parse import BlockParser
+from .csv_parse import parser_for
 from .read_options import ReadOptions
 from .streams import HashingReader, RangeReader, line_start
 
@@ -62,7 +62,8 @@ class CsvSource(Source):
         self._skip_blank_lines()
         if not self._pending.strip():
             raise InputDataError(f"{display}: the file is empty")
-        self.layout = sniff_layout(self._pending, options, display, self._line_no)
+        self._parser = parser_for(self._pending, options, display, self._line_no)
+        self.layout = self._parser.layout
         if self.layout.header:
             self._drop_header()
         if self.layout.id_idx is not None:  # "id" without a header, column_N without a name
@@ -70,7 +71,6 @@ class CsvSource(Source):
                             if self.layout.header else "id")
         self.feature_columns = self.layout.feature_idx
         self.column_names = self.layout.names if self.layout.header else None
-        self._parser = BlockParser(self.layout)
         self.kept_fields = self._parser.kept_fields
 
     # -- reading raw bytes --------------------------------------------------------------------

@@ -16,15 +16,16 @@ from .read_options import KEEP_ALL, ReadOptions
 from .sniff import DELIMITERS, HEAD_BYTES, SAMPLE_LINES, detect_delimiter, split_fields
 
 __all__ = ["DELIMITERS", "SAMPLE_LINES", "SNIFF_BYTES", "Layout", "detect_delimiter",
-           "header_verdict", "sniff_layout", "split_fields"]
+           "first_line", "header_verdict", "layout_of", "sniff_layout", "split_fields"]
 
 #: Bytes read ahead to decide the layout; the first line must end within them.
 SNIFF_BYTES = HEAD_BYTES
 
 
-@dataclass
+@dataclass(frozen=True)
 class Layout:
-    """The columns of a delimited file: how they are separated, named and used."""
+    """The columns of a delimited file: how they are separated, named and used (shared by
+    the files of one layout: never changed)."""
 
     delimiter: bytes
     whitespace: bool
@@ -59,6 +60,15 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str, line: int = 1
     Whether that line is a header is decided by :func:`header_verdict`, unless
     ``options.header`` says.
     """
+    first, delim, ws = first_line(ahead, options, display, line)
+    return layout_of(first, delim, ws, options, display, line)
+
+
+def first_line(ahead: bytes, options: ReadOptions, display: str,
+               line: int = 1) -> tuple[bytes, bytes, bool]:
+    """What decides a file's layout, besides the options: its first line (checked to be
+    UTF-8, ended by LF or CRLF, within the read-ahead) and its delimiter (given, or detected
+    from its first lines). Two files that agree on these have the same layout."""
     lines = _complete_lines(ahead)
     first = next((ln for ln in lines if ln.strip()), b"")
     try:
@@ -81,6 +91,13 @@ def sniff_layout(ahead: bytes, options: ReadOptions, display: str, line: int = 1
             f"{display}: line {line} is longer than {SNIFF_BYTES} bytes; "
             "this is not a file of 64-feature rows"
         )
+    return first, delim, ws
+
+
+def layout_of(first: bytes, delim: bytes, ws: bool, options: ReadOptions, display: str,
+              line: int = 1) -> Layout:
+    """The layout that a first line, a delimiter and the options make (``display`` and
+    ``line`` only name the file and the line in errors)."""
     fields = split_fields(first, delim, ws)
     n_cols = len(fields)
     header = options.header

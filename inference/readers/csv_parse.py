@@ -18,10 +18,36 @@ from ..arrow import string_array, to_numpy
 from ..contract import N_FEATURES
 from .base import Batch, Reject
 from .csv_diagnosis import SHOWN_CHARS, count_reason, diagnose_line, diagnose_table
-from .csv_layout import Layout
+from .csv_layout import Layout, first_line, layout_of
 from .csv_lines import Lines
+from .read_options import ReadOptions
 
 BOM = b"\xef\xbb\xbf"
+#: Parsers kept for the layouts met last (a directory's files mostly share one header).
+KNOWN_LAYOUTS = 32
+
+
+_known: dict[tuple[bytes, bytes, bool, ReadOptions], BlockParser] = {}
+
+
+def parser_for(ahead: bytes, options: ReadOptions, display: str, line: int = 1) -> BlockParser:
+    """The parser of a file whose first non-blank line, numbered ``line``, starts ``ahead``.
+
+    Each file's first line and delimiter are checked and detected from its own bytes; the
+    layout they make with the options (header verdict, columns) is worked out once, and
+    the parser built once, for all the files that share them: a directory of small files
+    of one header pays one sniff. A file that differs in any byte of its first line, or in
+    its delimiter, gets its own.
+    """
+    first, delim, ws = first_line(ahead, options, display, line)
+    key = (first, delim, ws, options)
+    parser = _known.get(key)
+    if parser is None:
+        parser = BlockParser(layout_of(first, delim, ws, options, display, line))
+        if len(_known) >= KNOWN_LAYOUTS:
+            _known.clear()
+        _known[key] = parser
+    return parser
 
 
 class BlockParser:
