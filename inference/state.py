@@ -224,4 +224,4 @@ def write_state(src: str, dst: Path, before: StatKey | None, digest: InputDigest
         "run_id": run_id,
         "summary": {k: v for k, v in summary.items() if k not in ("input", "output")},
     }
-    write_bookkeeping(state_path_for(dst), json.dumps(state, indent=1).encode())
+    write_bookkeeping(state_path_for(dst), json.dumps(state, separators=(",", ":")).encode())
