@@ -101,23 +101,6 @@ def write_atomic_bytes(dst: Path, data: bytes) -> None:
     out.commit()
 
 
-def write_bookkeeping(dst: Path, data: bytes) -> None:
-    """Write a bookkeeping file (an up-to-date record): to a temporary name of this process,
-    then renamed, but not fsynced. A kill leaves the old file or the new one; a power cut may
-    lose it, which only means scoring that input again."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dst)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise WriteError(f"{dst}: cannot write ({exc.strerror})") from None
-
-
 def is_special(path: str | Path) -> bool:
     """Whether ``path`` exists as something other than a regular file (a device, a FIFO, a
     symbolic link): such a path is written into as a stream, or refused, never replaced."""

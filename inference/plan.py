@@ -19,9 +19,9 @@ from .errors import DigitsError, OutputError, UsageError
 from .formats import split_format
 from .fsio import is_special, output_lock, remove_leftovers
 from .inputs import OWN_SUFFIXES, expand_inputs, file_key
+from .journal import compact_journals, journal_path
 from .options import ScoreOptions, check_run, resolve_output_format
 from .readers import STDIN
-from .state import state_path_for
 from .writers import STDOUT, detect_output_format
 
 
@@ -294,15 +294,16 @@ def _the(what: str) -> str:
 
 def leftover_names(pairs: list[tuple[str, str]]) -> dict[Path, set[str]]:
     """Per output directory, the files of this run that a killed run may have left
-    temporaries of: outputs, reject reports and state records."""
+    temporaries of: outputs, reject reports and the journal of records (compacted)."""
     names: dict[Path, set[str]] = {}
     for src, dst in pairs:
         if is_stream(dst):
             continue
         path = Path(dst)
         names.setdefault(path.parent, set()).update({path.name, rejects_path_for(src, dst).name})
-        state = state_path_for(path)
-        names.setdefault(state.parent, set()).add(state.name)
+    for directory in list(names):
+        journal = journal_path(directory)
+        names.setdefault(journal.parent, set()).add(journal.name)
     return names
 
 
@@ -334,6 +335,8 @@ def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
                                   f"({exc.strerror})") from None
     for directory in directories:
         stack.enter_context(output_lock(directory))
+    # Run last, before the locks go: nothing else appends to a journal while it is rewritten.
+    stack.callback(compact_journals, directories)
     remove_leftovers(leftover_names(pairs))
 
 

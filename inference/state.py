@@ -1,10 +1,10 @@
 """The up-to-date record: what an output was made from, so that a rerun can skip it.
 
-Each output has a JSON record in its directory's bookkeeping folder
-(``.digits-score/<hash of the output's name>.json``): the input's identity (size, mtime,
-inode, ctime) and sha256, the model's sha256, the options that shape the output, the run that
-wrote it and that run's summary of the file. The record is written last, after the output and
-its reject report: an output without a matching record is not up to date.
+Each output has a JSON record in its directory's journal (``.digits-score/records.jsonl``,
+see :mod:`.journal`): the input's identity (size, mtime, inode, ctime) and sha256, the
+model's sha256, the options that shape the output, the run that wrote it and that run's
+summary of the file. The record is written last, after the output and its reject report:
+an output without a matching record is not up to date.
 
 An input is up to date when its identity is unchanged, or else when its content is: a content
 change that keeps size and mtime (``touch -r``) still changes the inode or the ctime, and then
@@ -20,7 +20,6 @@ both:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -30,10 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .fsio import BOOKKEEPING, read_small_file, write_bookkeeping
+from .journal import journal_of
 from .readers import STDIN
 
-STATE_SCHEMA = 2
+#: 3: records in one journal per directory (2: one file per output, no longer read).
+STATE_SCHEMA = 3
 
 #: (size, mtime_ns, inode, ctime_ns) of an input: what a content change cannot all keep.
 StatKey = tuple[int, int, int, int]
@@ -48,10 +48,10 @@ MAX_RANGES = 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def state_path_for(dst: Path) -> Path:
-    """Where the record of ``dst`` lives: named by a hash, so any output name fits."""
-    digest = hashlib.sha256(os.fsencode(dst.name)).hexdigest()[:32]
-    return dst.parent / BOOKKEEPING / f"{digest}.json"
+def record_key(dst: Path) -> bytes:
+    """The key of ``dst``'s record in its directory's journal: its name's bytes in hex, so
+    any name fits."""
+    return os.fsencode(dst.name).hex().encode()
 
 
 def stat_key(path: str) -> StatKey | None:
@@ -155,9 +155,9 @@ def same_file(a: str, b: Path) -> bool:
 
 
 def read_state(dst: Path) -> dict[str, Any] | None:
-    """The record of ``dst``, or None when there is none, or it is unreadable, planted (not a
-    regular file, too large) or about another output."""
-    data = read_small_file(state_path_for(dst))
+    """The record of ``dst``, or None when there is none, or it is unreadable, planted (the
+    journal is not a regular file, or too large) or about another output."""
+    data = journal_of(dst.parent).get(record_key(dst))
     if data is None:
         return None
     try:
@@ -172,8 +172,7 @@ def read_state(dst: Path) -> dict[str, Any] | None:
 
 
 def remove_state(dst: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(state_path_for(dst))
+    journal_of(dst.parent).withdraw(record_key(dst))
 
 
 def up_to_date(src: str, dst: Path, model_sha256: str,
@@ -224,4 +223,4 @@ def write_state(src: str, dst: Path, before: StatKey | None, digest: InputDigest
         "run_id": run_id,
         "summary": {k: v for k, v in summary.items() if k not in ("input", "output")},
     }
-    write_bookkeeping(state_path_for(dst), json.dumps(state, separators=(",", ":")).encode())
+    journal_of(dst.parent).put(record_key(dst), json.dumps(state, separators=(",", ":")).encode())

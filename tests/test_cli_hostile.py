@@ -17,6 +17,7 @@ import pytest
 from digits_onnx.inference import errors
 from digits_onnx.inference.cli import main
 from digits_onnx.inference.console import printable
+from digits_onnx.inference.state import read_state
 
 from tests.test_cli import csv_text
 
@@ -162,7 +163,7 @@ def test_a_failed_rerun_removes_the_stale_unit(here, model_path, capsys, digits_
     assert code == 65, err
     assert err.rstrip().endswith("(removed the earlier out/in.pred.csv)")
     assert os.listdir("out") == [".digits-score"]
-    assert list(Path("out/.digits-score").glob("*.json")) == []
+    assert read_state(Path("out/in.pred.csv")) is None
 
 
 # -- standard streams ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pytest
 from digits_onnx.inference import Model, ReadOptions, ScoreOptions, score_file
 from digits_onnx.inference.cli import main
 from digits_onnx.inference.errors import InputDataError
+from digits_onnx.inference.state import read_state
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("fault_runner.py")
@@ -81,11 +82,15 @@ def reference(batch_inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def _kill_points(seed: int = 20261129) -> list[str]:
-    """At least 20 kill points: timers plus kills before/after renames and fsyncs."""
+    """At least 20 kill points: timers plus kills before/after renames, fsyncs and the
+    records' appends."""
     rng = random.Random(seed)
     points = [f"timer:{rng.uniform(0.3, 1.6):.3f}" for _ in range(8)]
-    points += [f"replace:{rng.randint(1, 11)}:{rng.choice(['before', 'after'])}"
-               for _ in range(8)]
+    # 6 renames (5 outputs, 1 reject report) and 5 records appended to the journal.
+    points += [f"replace:{rng.randint(1, 6)}:{rng.choice(['before', 'after'])}"
+               for _ in range(6)]
+    points += [f"write:{rng.randint(1, 5)}:{rng.choice(['before', 'after'])}"
+               for _ in range(4)]
     # Outputs and reject reports are fsynced one by one, the directory once at the end of the
     # run (group commit): 7 fsyncs in this batch.
     points += [f"fsync:{rng.randint(1, 7)}:{rng.choice(['before', 'after'])}"
@@ -118,12 +123,10 @@ def test_kill_9_never_leaves_a_partial_output(batch_inputs, reference, tmp_path,
 
 def test_kill_points_really_kill(batch_inputs, tmp_path):
     """The hook-based points fire inside this batch (the counts above are not too high)."""
-    out = tmp_path / "out"
-    out.mkdir()
-    assert _run(_args(batch_inputs, out), "replace:11:before").returncode == -signal.SIGKILL
-    out2 = tmp_path / "out2"
-    out2.mkdir()
-    assert _run(_args(batch_inputs, out2), "fsync:7:before").returncode == -signal.SIGKILL
+    for n, point in enumerate(["replace:6:before", "fsync:7:before", "write:5:before"]):
+        out = tmp_path / f"out{n}"
+        out.mkdir()
+        assert _run(_args(batch_inputs, out), point).returncode == -signal.SIGKILL, point
 
 
 # -- full disks and I/O errors -----------------------------------------------------------------
@@ -361,12 +364,14 @@ def test_a_replaced_model_is_refused_unless_trusted(tmp_path, capsys):
 
 def _unit_versions(folder: Path) -> tuple[int | None, int | None, bool]:
     """(data rows in the output, rows in the reject report, a record exists) as a reader
-    finds them."""
+    finds them; a record found describes them."""
     out, rejects = folder / "unit.pred.csv", folder / "unit.rejects.csv"
     rows = len(out.read_text().splitlines()) - 1 if out.exists() else None
     bad = len(rejects.read_text().splitlines()) - 1 if rejects.exists() else None
-    record = any((folder / ".digits-score").glob("*.json"))
-    return rows, bad, record
+    record = read_state(out)
+    if record is not None:
+        assert (record["summary"]["scored"], record["summary"]["rejected"]) == (rows, bad)
+    return rows, bad, record is not None
 
 
 def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
@@ -386,7 +391,7 @@ def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
     assert _unit_versions(seed) == (37, 3, True)
     _csv(src, new)
     killed = 0
-    for call in ("replace", "unlink", "fsync"):
+    for call in ("replace", "unlink", "fsync", "write"):
         for nth in range(1, 30):
             reached = False
             for when in ("before", "after"):

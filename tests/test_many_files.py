@@ -252,10 +252,12 @@ def many_reference(many_inputs: Path, tmp_path_factory: pytest.TempPathFactory
     return files
 
 
-# 16 outputs and 3 reject reports: 19 fsyncs and 19 renames, 16 records, 1 directory fsync.
+# 16 outputs and 3 reject reports: 19 fsyncs and 19 renames, 1 directory fsync, 16 records
+# appended to the journal (one write each), 16 unlinks of reject reports of earlier runs.
 KILL_POINTS = [f"{call}:{n}:{when}" for call, ns in (("fsync", (1, 6, 12, 19, 20)),
-                                                     ("replace", (1, 9, 17, 26, 35)),
-                                                     ("unlink", (2, 15, 30)))
+                                                     ("replace", (1, 7, 13, 19)),
+                                                     ("write", (1, 8, 16)),
+                                                     ("unlink", (2, 15)))
                for n in ns for when in ("before", "after")]
 
 
@@ -278,7 +280,8 @@ def test_kill_9_mid_run_leaves_only_complete_outputs(many_inputs, many_reference
 
 @pytest.mark.slow
 def test_the_kill_points_fire_inside_the_run(many_inputs, tmp_path):
-    for point in ("fsync:20:before", "replace:35:before"):
+    for point in ("fsync:20:before", "replace:19:before", "write:16:before",
+                  "unlink:15:before"):
         out = tmp_path / point.replace(":", "-")
         out.mkdir()
         assert _run(_args(many_inputs, out), point).returncode == -signal.SIGKILL, point

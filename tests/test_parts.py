@@ -31,6 +31,8 @@ from digits_onnx.inference.summary import failed_summary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.records_support import record_bytes
+
 
 def _moved(value):
     """What another worker process gets: the task's result, pickled and unpickled."""
@@ -355,9 +357,8 @@ def test_the_record_of_a_split_csv_holds_its_parts_range_hashes(tmp_path, model)
     assert ranges[0]["begin"] == 0 and ranges[0]["end"] == header
     assert len(ranges) == len(cuts_of(str(src), options, 40_000)) + 1
     _assert_ranges_verify(src, dst, model, options)
-    record = (tmp_path / ".digits-score").glob("*.json")
-    text = next(record).read_text()
-    assert json.loads(text)["schema"] == 2 and len(text) < 300 * len(ranges) + 2000
+    text = record_bytes(dst)
+    assert json.loads(text)["schema"] == 3 and len(text) < 300 * len(ranges) + 2000
 
 
 @pytest.mark.parametrize("where", ["header", "middle of a part", "last byte"])

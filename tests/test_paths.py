@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from digits_onnx.inference.journal import MAX_JOURNAL_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -202,28 +203,39 @@ def test_a_planted_bookkeeping_link_is_never_followed(here, run):
     assert os.listdir("elsewhere") == []
 
 
-@pytest.mark.parametrize("kind", ["symlink", "fifo", "huge", "other output", "garbage"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "huge", "other output", "garbage",
+                                  "cut short"])
 def test_a_planted_record_is_not_trusted(here, run, kind):
     assert run("in.csv", "--out-dir", "out", "-q")[0] == 0
-    (record,) = Path("out/.digits-score").glob("*.json")
-    saved = record.read_bytes()
-    record.unlink()
+    journal = Path("out/.digits-score/records.jsonl")
+    saved = journal.read_bytes()
+    key, _, record = saved.rstrip(b"\n").partition(b" ")
+    journal.unlink()
     if kind == "symlink":
-        Path("copy.json").write_bytes(saved)
-        os.symlink(Path("copy.json").resolve(), record)
+        Path("copy.jsonl").write_bytes(saved)
+        os.symlink(Path("copy.jsonl").resolve(), journal)
     elif kind == "fifo":
-        os.mkfifo(record)
+        os.mkfifo(journal)
     elif kind == "huge":
-        record.write_bytes(saved[:-2] + b" " * (2 << 20) + saved[-2:])
+        with open(journal, "wb") as fh:
+            fh.write(saved)
+            fh.truncate(MAX_JOURNAL_BYTES + 1)  # sparse
     elif kind == "other output":
-        state = json.loads(saved)
+        state = json.loads(record)
         state["output"]["name"] = b"other.pred.csv".hex()
-        record.write_text(json.dumps(state))
+        journal.write_bytes(key + b" " + json.dumps(state).encode() + b"\n")
+    elif kind == "cut short":
+        journal.write_bytes(saved[:len(saved) // 2] + b"\n")
     else:
-        record.write_bytes(b"\x00\xff{[")
+        journal.write_bytes(key + b" \x00\xff{[\n")
     code, _, err = run("in.csv", "--out-dir", "out")
     assert code == 0, err
     assert err[0].startswith("scored in.csv"), "an untrusted record means: score again"
+    assert stat.S_ISREG(os.lstat(journal).st_mode), "what was planted is replaced"
+    if kind == "symlink":
+        assert Path("copy.jsonl").read_bytes() == saved, "never written through"
+    code, _, err = run("in.csv", "--out-dir", "out")
+    assert code == 0 and err[0].startswith("up to date: in.csv"), err
 
 
 # -- names and patterns -------------------------------------------------------------------------

@@ -22,10 +22,11 @@ from digits_onnx.inference.state import (
     file_sha256,
     range_sha256,
     stat_key,
-    state_path_for,
     up_to_date,
     write_state,
 )
+
+from tests.records_support import put_record_bytes, record_bytes
 
 MODEL = "ab" * 32
 OPTIONS = {"proba": False}
@@ -92,7 +93,7 @@ def test_a_range_record_is_readable_json_of_the_ranges(scored):
     src, dst = scored
     digest = _ranges(DATA, [7, 5000])
     _record(src, dst, digest)
-    recorded = json.loads(state_path_for(dst).read_text())["input"]
+    recorded = json.loads(record_bytes(dst))["input"]
     assert recorded["sha256"] is None
     assert recorded["sha256_ranges"] == [{"begin": a, "end": b, "sha256": h}
                                          for a, b, h in digest]
@@ -136,26 +137,24 @@ def test_covering_ranges_hash_the_header_and_refuse_what_does_not_make_the_file(
 def test_a_corrupt_range_record_is_not_up_to_date(scored, ranges):
     src, dst = scored
     _record(src, dst, _ranges(DATA, [7]))
-    path = state_path_for(dst)
-    state = json.loads(path.read_text())
+    state = json.loads(record_bytes(dst))
     state["input"]["sha256_ranges"] = ranges
-    path.write_text(json.dumps(state))
+    put_record_bytes(dst, json.dumps(state).encode())
     _touch_identity(src)
     assert not _check(src, dst)
 
 
-@pytest.mark.parametrize("damage", ["schema 1", "schema 3", "no input", "input a list",
+@pytest.mark.parametrize("damage", ["schema 2", "schema 4", "no input", "input a list",
                                     "no hash", "truncated", "not json", "a list"])
 def test_an_old_or_corrupt_record_is_not_up_to_date(scored, damage):
     src, dst = scored
     _record(src, dst, file_sha256(str(src)))
-    path = state_path_for(dst)
-    text = path.read_text()
+    text = record_bytes(dst).decode()
     state = json.loads(text)
-    if damage == "schema 1":
-        state["schema"] = 1
-    elif damage == "schema 3":
-        state["schema"] = 3
+    if damage == "schema 2":
+        state["schema"] = 2
+    elif damage == "schema 4":
+        state["schema"] = 4
     elif damage == "no input":
         del state["input"]
     elif damage == "input a list":
@@ -164,12 +163,12 @@ def test_an_old_or_corrupt_record_is_not_up_to_date(scored, damage):
         state["input"]["sha256"] = None
     text = json.dumps(state)
     if damage == "truncated":
-        text = path.read_text()[:200]
+        text = record_bytes(dst).decode()[:200]
     elif damage == "not json":
         text = "\x00\xff garbage"
     elif damage == "a list":
         text = "[1, 2, 3]"
-    path.write_text(text)
+    put_record_bytes(dst, text.encode())
     if damage != "no hash":  # whatever the identity, never up to date
         assert not _check(src, dst)
     _touch_identity(src)

@@ -1,0 +1,243 @@
+"""The records of an output directory: one append-only journal instead of a file per output.
+
+``.digits-score/records.jsonl`` holds one line per event, ``<key> <value>``: ``key`` is an
+output's name in hex, ``value`` its record (JSON) or ``-`` when the record was withdrawn.
+The last line of a key wins. Appending a line creates no file (a directory of 500 outputs
+costs one file, not 500), and a line is written by one ``write`` to a file opened with
+``O_APPEND``, so lines of one host's writers never interleave.
+
+What a kill or a power cut can leave is a last line cut short, or lost lines; a cut line is
+not valid JSON, and then its key simply has no record (the output is scored again). Lines
+are kept as (offset, length) in an index, read back only when asked for: memory stays small
+whatever the number of outputs. The index follows the file as other processes append to it
+(a Dask worker, another thread), and is rebuilt when the file is replaced.
+
+A journal with many withdrawn or replaced lines is rewritten with only the live ones
+(:meth:`Journal.compact`), atomically, while the run holds the directory's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import threading
+from pathlib import Path
+
+from .errors import DigitsError, WriteError
+from .fsio import BOOKKEEPING, AtomicFile
+
+JOURNAL_NAME = "records.jsonl"
+#: A larger journal was planted (a live one is a few hundred bytes per output): not read.
+MAX_JOURNAL_BYTES = 1 << 30
+#: Lines withdrawn or replaced before a compaction is worth it.
+COMPACT_AFTER = 256
+#: The journal is read in pieces of this size (whole lines each).
+READ_BYTES = 8 << 20
+WITHDRAWN = b"-"
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def journal_path(directory: Path) -> Path:
+    return directory / BOOKKEEPING / JOURNAL_NAME
+
+
+class Journal:
+    """The journal of one output directory, as this process last read it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None  # (device, inode) indexed
+        self._indexed = 0  # bytes of the file indexed: whole lines only
+        self._index: dict[bytes, tuple[int, int]] = {}  # key -> (offset, length) of its line
+        self._lines = 0
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value last written for ``key`` (None when there is none, or it was withdrawn,
+        or the journal is not a regular file this process may trust)."""
+        with self._lock:
+            fd = self._open_for_reading()
+            if fd is None:
+                return None
+            try:
+                line = self._line_of(fd, key)
+                if line is not None and not _is_line_of(line, key):
+                    # Indexed from another file that got this one's inode number: read anew.
+                    self._forget()
+                    line = self._line_of(fd, key)
+            except OSError:
+                return None
+            finally:
+                os.close(fd)
+        if line is None or not _is_line_of(line, key):
+            return None
+        return line[len(key) + 1:-1] or None
+
+    def _line_of(self, fd: int, key: bytes) -> bytes | None:
+        self._refresh(fd)
+        where = self._index.get(key)
+        return None if where is None else os.pread(fd, where[1], where[0])
+
+    def _open_for_reading(self) -> int | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
+        except OSError:
+            self._forget()
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JOURNAL_BYTES:
+            os.close(fd)
+            self._forget()
+            return None
+        return fd
+
+    def _forget(self) -> None:
+        self._identity, self._indexed, self._index, self._lines = None, 0, {}, 0
+
+    def _refresh(self, fd: int) -> None:
+        """Index what was appended since the last look (all of it, for another file)."""
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != self._identity or st.st_size < self._indexed:
+            self._forget()
+            self._identity = (st.st_dev, st.st_ino)
+        while self._indexed < st.st_size:
+            data = os.pread(fd, min(st.st_size - self._indexed, READ_BYTES), self._indexed)
+            whole = data.rfind(b"\n") + 1
+            if not whole:  # a line longer than a read, or a last line cut short
+                if len(data) < READ_BYTES:
+                    return  # looked at again next time, whole by then or not
+                whole = len(data)  # never a record line: skipped
+            self._index_lines(data[:whole])
+            self._indexed += whole
+
+    def _index_lines(self, data: bytes) -> None:
+        at = 0
+        while (end := data.find(b"\n", at)) >= 0:
+            space = data.find(b" ", at, end)
+            if space > at:
+                key = data[at:space]
+                if data[space + 1:end] == WITHDRAWN:
+                    self._index.pop(key, None)
+                else:
+                    self._index[key] = (self._indexed + at, end + 1 - at)
+            self._lines += 1
+            at = end + 1
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Append ``key``'s value (one line, in one write)."""
+        self._append(key + b" " + value + b"\n")
+
+    def withdraw(self, key: bytes) -> None:
+        """Append that ``key`` has no record any more (only when it has one)."""
+        if self.get(key) is not None:
+            self._append(key + b" " + WITHDRAWN + b"\n")
+
+    def _append(self, line: bytes) -> None:
+        with self._lock:
+            fd = self._open_for_appending()
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # a line a kill cut short stays alone
+                _write_all(fd, line)
+            except OSError as exc:
+                raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
+            finally:
+                os.close(fd)
+
+    def _open_for_appending(self) -> int:
+        """The journal, opened to append (created when missing); what stands in its place
+        and is not one is replaced first."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, 0o644)
+        except OSError as exc:
+            if not _planted(exc):
+                raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
+            return self._replace_planted()
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES:
+            return fd
+        os.close(fd)
+        return self._replace_planted()
+
+    def _replace_planted(self) -> int:
+        """Put an empty journal in place of what is not one (a link, a FIFO, a huge file):
+        the rename replaces the entry itself, never what it points to."""
+        out = AtomicFile(self.path)
+        try:
+            out.commit(sync_dir=False)
+        except WriteError:
+            raise WriteError(f"{self.path}: not a regular file; remove it") from None
+        self._forget()
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_APPEND | _OPEN_FLAGS)
+        except OSError as exc:
+            raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
+
+    def compact(self) -> None:
+        """Rewrite the journal with only its live lines (the last of each key that has a
+        record) when enough are dead; fsynced, then renamed over it. Call it only while
+        holding the directory's lock: no other run appends meanwhile."""
+        with self._lock:
+            fd = self._open_for_reading()
+            if fd is None:
+                return
+            try:
+                self._refresh(fd)
+                if self._lines - len(self._index) < COMPACT_AFTER:
+                    return
+                out = AtomicFile(self.path)
+                try:
+                    with open(out.tmp, "wb") as fh:
+                        for offset, length in sorted(self._index.values()):
+                            fh.write(os.pread(fd, length, offset))
+                except OSError as exc:
+                    out.discard()
+                    raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
+            finally:
+                os.close(fd)
+            out.commit()
+            self._forget()
+
+
+def _is_line_of(line: bytes, key: bytes) -> bool:
+    return line.startswith(key + b" ") and line.endswith(b"\n")
+
+
+def _planted(exc: OSError) -> bool:
+    """An open refused because a link or a special file stands at the journal's name."""
+    return exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+_journals: dict[Path, Journal] = {}
+_journals_lock = threading.Lock()
+
+
+def journal_of(directory: Path) -> Journal:
+    """The journal of an output directory (one object per directory in this process)."""
+    path = journal_path(directory)
+    with _journals_lock:
+        journal = _journals.get(path)
+        if journal is None:
+            journal = _journals[path] = Journal(path)
+        return journal
+
+
+def compact_journals(directories: list[Path]) -> None:
+    """Compact the journals of these directories where it is worth it (best effort: a
+    journal left long is still right)."""
+    for directory in directories:
+        with contextlib.suppress(DigitsError, OSError):
+            journal_of(directory).compact()

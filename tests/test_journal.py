@@ -1,0 +1,160 @@
+"""The journal of records: one append-only file per output directory, read back by an index
+that follows other writers, survives lines cut short, and is compacted under the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from digits_onnx.inference import score_files
+from digits_onnx.inference.fsio import bookkeeping_dir
+from digits_onnx.inference.journal import COMPACT_AFTER, Journal, journal_of, journal_path
+from digits_onnx.inference.state import read_state
+
+from tests.records_support import journal_lines
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    bookkeeping_dir(tmp_path)
+    return Journal(journal_path(tmp_path))
+
+
+def test_the_last_line_of_a_key_wins_and_a_withdrawal_removes_it(journal):
+    journal.put(b"aa", b'{"v":1}')
+    journal.put(b"bb", b'{"v":2}')
+    journal.put(b"aa", b'{"v":3}')
+    assert journal.get(b"aa") == b'{"v":3}' and journal.get(b"bb") == b'{"v":2}'
+    journal.withdraw(b"aa")
+    assert journal.get(b"aa") is None and journal.get(b"bb") == b'{"v":2}'
+    journal.withdraw(b"cc")  # no record: nothing to withdraw, nothing written
+    assert journal.path.read_bytes().count(b"\n") == 4
+    assert journal.get(b"a") is None and journal.get(b"") is None
+
+
+def test_a_line_cut_short_is_no_record_and_the_next_line_starts_clean(journal):
+    journal.put(b"aa", b'{"v":1}')
+    with open(journal.path, "ab") as fh:  # a writer killed in the middle of its line
+        fh.write(b'bb {"v":')
+    fresh = Journal(journal.path)
+    assert fresh.get(b"bb") is None and fresh.get(b"aa") == b'{"v":1}'
+    journal.put(b"cc", b'{"v":3}')
+    assert journal.path.read_bytes().endswith(b'bb {"v":\ncc {"v":3}\n')
+    for reader in (journal, Journal(journal.path)):
+        assert reader.get(b"cc") == b'{"v":3}' and reader.get(b"aa") == b'{"v":1}'
+        assert reader.get(b"bb") == b'{"v":'  # a whole line now, and not JSON: not trusted
+
+
+def test_what_another_process_appends_is_seen(journal):
+    mine, other = journal, Journal(journal.path)  # two processes' views of one file
+    mine.put(b"aa", b"1")
+    assert other.get(b"aa") == b"1"
+    other.put(b"aa", b"2")
+    other.put(b"bb", b"3")
+    assert mine.get(b"aa") == b"2" and mine.get(b"bb") == b"3"
+    other.withdraw(b"bb")
+    assert mine.get(b"bb") is None
+
+
+def test_a_journal_replaced_by_another_file_is_read_anew(journal):
+    journal.put(b"aa", b"1" * 50)
+    assert journal.get(b"aa") == b"1" * 50
+    tmp = journal.path.with_name("other")
+    tmp.write_bytes(b"zz 9\n" * 20 + b"aa 2\n")  # longer, and the key elsewhere
+    os.replace(tmp, journal.path)
+    assert journal.get(b"aa") == b"2" and journal.get(b"zz") == b"9"
+
+
+def test_threads_appending_at_once_lose_no_line(journal):
+    def put_many(t: int) -> None:
+        for i in range(200):
+            journal.put(f"{t:02x}{i:04x}".encode(), b"x" * (i % 50 + 1))
+
+    threads = [threading.Thread(target=put_many, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reader = Journal(journal.path)
+    assert all(reader.get(f"{t:02x}{i:04x}".encode()) == b"x" * (i % 50 + 1)
+               for t in range(4) for i in range(200))
+
+
+APPENDER = """
+import sys
+from pathlib import Path
+from digits_onnx.inference.journal import Journal
+journal = Journal(Path(sys.argv[1]))
+for i in range(400):
+    journal.put(f"{sys.argv[2]}{i:04x}".encode(), b"y" * (i % 300 + 1))
+"""
+
+
+def test_processes_appending_at_once_lose_no_line(journal):
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(journal.path), f"{p:02x}"])
+             for p in range(3)]
+    assert [proc.wait(timeout=120) for proc in procs] == [0, 0, 0]
+    data = journal.path.read_bytes()
+    # A writer that looks at the end while another's line is being copied in may start its
+    # own on a new line: a blank line at worst, never two lines in one.
+    assert data.endswith(b"\n") and len(data.split()) == 2 * 3 * 400
+    assert all(journal.get(f"{p:02x}{i:04x}".encode()) == b"y" * (i % 300 + 1)
+               for p in range(3) for i in range(400))
+
+
+def _inputs(folder: Path, n: int) -> None:
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(n):
+        rows = rng.integers(0, 17, size=(3, 64))
+        (folder / f"f{i:03d}.csv").write_text("".join(",".join(map(str, r)) + "\n"
+                                                      for r in rows))
+
+
+def test_a_directory_of_outputs_keeps_one_journal_and_no_file_per_output(tmp_path, model):
+    _inputs(tmp_path / "in", 30)
+    out = tmp_path / "out"
+    summary = score_files([str(tmp_path / "in")], out_dir=out, model=model, progress=False)
+    assert summary.exit_code == 0
+    assert sorted(os.listdir(out / ".digits-score")) == ["lock", "records.jsonl"]
+    assert len(journal_lines(out)) == 30
+    for f in summary.files:
+        assert read_state(Path(f.output))["summary"]["rows"] == 3
+    again = score_files([str(tmp_path / "in")], out_dir=out, model=model, progress=False)
+    assert {f.status for f in again.files} == {"skipped"}
+    assert len(journal_lines(out)) == 30, "a run that skips everything appends nothing"
+
+
+def test_a_journal_of_mostly_replaced_records_is_compacted_under_the_lock(tmp_path, model):
+    _inputs(tmp_path / "in", 10)
+    out = tmp_path / "out"
+    counts = []
+    for _ in range(COMPACT_AFTER // 20 + 2):  # a forced run withdraws and appends 10 records
+        score_files([str(tmp_path / "in")], out_dir=out, model=model, force=True,
+                    progress=False)
+        counts.append(len(journal_lines(out)))
+    assert counts[:3] == [10, 30, 50]
+    assert 10 in counts[3:], f"compacted to the 10 live records at the end of a run: {counts}"
+    assert max(counts) < COMPACT_AFTER + 30
+    lines = journal_lines(out)
+    assert sorted(os.listdir(out / ".digits-score")) == ["lock", "records.jsonl"]
+    states = [read_state(out / f"f{i:03d}.pred.csv") for i in range(10)]
+    assert all(s is not None and s["summary"]["rows"] == 3 for s in states)
+    assert [json.loads(line.partition(b" ")[2])["schema"] for line in lines[-10:]] == [3] * 10
+    again = score_files([str(tmp_path / "in")], out_dir=out, model=model, progress=False)
+    assert {f.status for f in again.files} == {"skipped"}, "no live record lost"
+
+
+def test_a_journal_that_only_grew_is_not_rewritten(tmp_path, model):
+    _inputs(tmp_path / "in", 5)
+    out = tmp_path / "out"
+    score_files([str(tmp_path / "in")], out_dir=out, model=model, progress=False)
+    before = os.stat(journal_path(out)).st_ino
+    journal_of(out).compact()
+    assert os.stat(journal_path(out)).st_ino == before
