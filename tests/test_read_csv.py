@@ -204,15 +204,20 @@ def test_unreadable_files(tmp_path, text, message):
     assert str(info.value) == f"{tmp_path}/{message}"
 
 
-def test_a_10mb_line_is_a_bad_row_and_a_line_beyond_16mib_fails_the_file(tmp_path):
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 3 << 20, 8 << 20])
+@pytest.mark.parametrize("last", [b"1\n", b"1"])
+def test_a_10mb_line_is_a_bad_row_and_a_line_beyond_16mib_fails_the_file(tmp_path, chunk_bytes,
+                                                                         last):
+    """Whatever the size of the read blocks (up to 16 MiB), and whether the long line ends
+    the file."""
     path = tmp_path / "x.csv"
-    path.write_bytes(good_line(0).encode() + b"\n" + b"1," * (5 << 20) + b"1\n")
-    _, rejects, n = read_all(path)
+    path.write_bytes(good_line(0).encode() + b"\n" + b"1," * (5 << 20) + last)
+    _, rejects, n = read_all(path, chunk_bytes=chunk_bytes)
     assert n == 2
     assert [(r.line, r.reason) for r in rejects] == [(2, "expected 64 columns, found 5242881")]
     assert len(rejects[0].text) == 203
-    path.write_bytes(good_line(0).encode() + b"\n" + b"1," * (9 << 20) + b"1\n")
-    source = open_source(str(path))
+    path.write_bytes(good_line(0).encode() + b"\n" + b"1," * (9 << 20) + last)
+    source = open_source(str(path), ReadOptions(chunk_bytes=chunk_bytes))
     with pytest.raises(InputDataError, match=r"x.csv: line 2 is longer than 16 MiB"):
         list(source.batches())
     source.close()

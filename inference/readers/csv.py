@@ -177,18 +177,19 @@ class CsvSource(Source):
             if end == 0:
                 return
             cut = end if eof else buf.rfind(b"\n", 0, end) + 1
-            while cut == 0:
-                if end > MAX_LINE_BYTES:
+            if cut == 0:  # the block holds part of one line: read on to its end
+                while cut == 0 and end <= MAX_LINE_BYTES:
+                    buf.extend(bytes(size))
+                    n = self._readinto(memoryview(buf)[end:])
+                    eof = n == 0
+                    end += n
+                    cut = end if eof else buf.rfind(b"\n", 0, end) + 1
+                if (buf.find(b"\n", 0, cut) + 1 or cut or end) > MAX_LINE_BYTES:
                     raise LineError(
                         self.display, line_no,
                         f"is longer than {MAX_LINE_BYTES >> 20} MiB; this is not a file of "
                         "64-feature rows",
                     )
-                buf.extend(bytes(size))
-                n = self._readinto(memoryview(buf)[end:])
-                eof = n == 0
-                end += n
-                cut = end if eof else buf.rfind(b"\n", 0, end) + 1
             carry = bytes(buf[cut:end])
             if self.layout.whitespace:
                 buf = bytearray(_WS_RUNS.sub(b" ", _WS_EDGES.sub(b"", buf[:cut])))
