@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from digits_onnx.inference import InputDataError, UsageError
 from digits_onnx.inference.readers import DELIMITER_NAMES, ReadOptions, csv_parse, open_source
+from digits_onnx.inference.readers.csv import block_bytes
 
 from tests.readers_support import read_batches
 
@@ -109,6 +110,18 @@ def test_block_boundaries_do_not_change_values(tmp_path, digits_rows):
         X, rejects, n = read_all(path, chunk_bytes=chunk)
         assert n == len(digits_rows) and not rejects
         np.testing.assert_array_equal(X, digits_rows.astype(np.float32))
+
+
+@pytest.mark.parametrize(("chunk", "size", "block"), [
+    (8 << 20, 20_000, 20_001),          # a small file: one block, no larger than the file
+    (8 << 20, 15_000_000, 2 << 20),     # 15 MB: 8 blocks of the 2 MiB floor, not two of 8
+    (8 << 20, 64 << 20, 8 << 20),       # at 8 blocks of the chunk size and above: the chunk
+    (8 << 20, 40 << 20, 5 << 20),       # in between: an eighth of the file
+    (100, 15_000_000, 100),             # never more than the chunk size asked for
+    (8 << 20, None, 8 << 20),           # a stream of unknown size
+])
+def test_a_file_is_read_in_blocks_that_let_reading_overlap_scoring(chunk, size, block):
+    assert block_bytes(chunk, size) == block
 
 
 def good_line(i: int) -> str:
