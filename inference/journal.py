@@ -227,11 +227,10 @@ _journals_lock = threading.Lock()
 
 def journal_of(directory: Path) -> Journal:
     """The journal of an output directory (one object per directory in this process)."""
-    path = journal_path(directory)
     with _journals_lock:
-        journal = _journals.get(path)
+        journal = _journals.get(directory)
         if journal is None:
-            journal = _journals[path] = Journal(path)
+            journal = _journals[directory] = Journal(journal_path(directory))
         return journal
 
 
