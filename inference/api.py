@@ -24,6 +24,7 @@ from .fsio import (
     output_lock,
     remove_leftovers,
 )
+from .journal import release_journals
 from .many import default_workers, is_small, score_in_order
 from .model import Model
 from .options import ScoreOptions, check_run
@@ -51,10 +52,14 @@ def score_file(src: str, dst: str | Path, *, model: Model | None = None,
     if dst_s == STDOUT:
         return score_one(src, dst_s, model, options, force=force, rejects_path=rejects_path,
                          progress=progress)
-    with output_lock(Path(dst_s).parent):
+    folder = Path(dst_s).parent
+    with output_lock(folder):
         remove_leftovers(leftover_names([(src, dst_s)]))
-        return score_one(src, dst_s, model, options, force=force, rejects_path=rejects_path,
-                         progress=progress)
+        try:
+            return score_one(src, dst_s, model, options, force=force,
+                             rejects_path=rejects_path, progress=progress)
+        finally:
+            release_journals([folder])
 
 
 def score_files(inputs: list[str], *, output: str | None = None,

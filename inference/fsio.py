@@ -91,7 +91,7 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_atomic_bytes(dst: Path, data: bytes) -> None:
-    """Write a small file (a summary, a state record, a reject report) atomically."""
+    """Write a small file (a summary, a reject report) atomically."""
     out = AtomicFile(dst)
     try:
         out.tmp.write_bytes(data)

@@ -3,14 +3,17 @@
 ``.digits-score/records.jsonl`` holds one line per event, ``<key> <value>``: ``key`` is an
 output's name in hex, ``value`` its record (JSON) or ``-`` when the record was withdrawn.
 The last line of a key wins. Appending a line creates no file (a directory of 500 outputs
-costs one file, not 500), and a line is written by one ``write`` to a file opened with
-``O_APPEND``, so lines of one host's writers never interleave.
+costs one file, not 500). A line is appended under an exclusive ``lockf`` lock on the
+journal, which NFS honours across hosts, so lines of several writers (threads, Dask workers
+on other machines) never interleave or overwrite each other; a writer that finds the
+journal replaced once it holds the lock (compacted meanwhile) appends to the new one.
 
 What a kill or a power cut can leave is a last line cut short, or lost lines; a cut line is
 not valid JSON, and then its key simply has no record (the output is scored again). Lines
-are kept as (offset, length) in an index, read back only when asked for: memory stays small
-whatever the number of outputs. The index follows the file as other processes append to it
-(a Dask worker, another thread), and is rebuilt when the file is replaced.
+are kept as (offset, length) in an index, read back only when asked for. The index follows
+the file as others append to it, and is rebuilt when the file is replaced: each journal
+starts with a line of its own random generation (``#<hex>``), so a replacement that got the
+same inode number is told apart too.
 
 A journal with many withdrawn or replaced lines is rewritten with only the live ones
 (:meth:`Journal.compact`), atomically, while the run holds the directory's lock.
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import secrets
 import stat
 import threading
 from pathlib import Path
@@ -29,13 +34,16 @@ from .errors import DigitsError, WriteError
 from .fsio import BOOKKEEPING, AtomicFile
 
 JOURNAL_NAME = "records.jsonl"
-#: A larger journal was planted (a live one is a few hundred bytes per output): not read.
-MAX_JOURNAL_BYTES = 1 << 30
+#: A larger journal was planted (a live one is a few hundred bytes per output, about a
+#: third of that in memory for its index): not read, and replaced by the next append.
+MAX_JOURNAL_BYTES = 256 << 20
 #: Lines withdrawn or replaced before a compaction is worth it.
 COMPACT_AFTER = 256
 #: The journal is read in pieces of this size (whole lines each).
 READ_BYTES = 8 << 20
 WITHDRAWN = b"-"
+#: Attempts to append before giving up on a journal that keeps being replaced.
+APPEND_ATTEMPTS = 8
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -53,6 +61,7 @@ class Journal:
         self._indexed = 0  # bytes of the file indexed: whole lines only
         self._index: dict[bytes, tuple[int, int]] = {}  # key -> (offset, length) of its line
         self._lines = 0
+        self._head = b""
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -97,11 +106,13 @@ class Journal:
 
     def _forget(self) -> None:
         self._identity, self._indexed, self._index, self._lines = None, 0, {}, 0
+        self._head = b""  # the first line indexed: the journal's generation
 
     def _refresh(self, fd: int) -> None:
         """Index what was appended since the last look (all of it, for another file)."""
         st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != self._identity or st.st_size < self._indexed:
+        if ((st.st_dev, st.st_ino) != self._identity or st.st_size < self._indexed
+                or (self._indexed and os.pread(fd, len(self._head), 0) != self._head)):
             self._forget()
             self._identity = (st.st_dev, st.st_ino)
         while self._indexed < st.st_size:
@@ -111,6 +122,8 @@ class Journal:
                 if len(data) < READ_BYTES:
                     return  # looked at again next time, whole by then or not
                 whole = len(data)  # never a record line: skipped
+            if not self._indexed:
+                self._head = data[:data.find(b"\n") + 1]
             self._index_lines(data[:whole])
             self._indexed += whole
 
@@ -140,20 +153,30 @@ class Journal:
 
     def _append(self, line: bytes) -> None:
         with self._lock:
-            fd = self._open_for_appending()
-            try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = b"\n" + line  # a line a kill cut short stays alone
-                _write_all(fd, line)
-            except OSError as exc:
-                raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
-            finally:
-                os.close(fd)
+            for _ in range(APPEND_ATTEMPTS):
+                fd = self._open_for_appending()
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX)  # released by the close
+                    if not _is_current(fd, self.path):
+                        continue  # compacted while we waited: append to the new journal
+                    size = os.fstat(fd).st_size
+                    if not size:
+                        line = _generation() + line
+                    elif os.pread(fd, 1, size - 1) != b"\n":
+                        line = b"\n" + line  # a line a kill cut short stays alone
+                    _write_all(fd, line)
+                    return
+                except OSError as exc:
+                    raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
+                finally:
+                    os.close(fd)
+            raise WriteError(f"{self.path}: replaced at every attempt to write it")
 
     def _open_for_appending(self) -> int:
-        """The journal, opened to append (created when missing); what stands in its place
-        and is not one is replaced first."""
+        """The journal, opened to append (created when missing). What stands in its place
+        and is not a journal of its own (a link, a FIFO, a file too large, a file with other
+        names: a hard link into a snapshot, a file this user may not write) is replaced
+        first: a rename replaces the name, never what it points to."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, 0o644)
         except OSError as exc:
@@ -161,14 +184,12 @@ class Journal:
                 raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
             return self._replace_planted()
         st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES:
+        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES and st.st_nlink == 1:
             return fd
         os.close(fd)
         return self._replace_planted()
 
     def _replace_planted(self) -> int:
-        """Put an empty journal in place of what is not one (a link, a FIFO, a huge file):
-        the rename replaces the entry itself, never what it points to."""
         out = AtomicFile(self.path)
         try:
             out.commit(sync_dir=False)
@@ -182,28 +203,38 @@ class Journal:
 
     def compact(self) -> None:
         """Rewrite the journal with only its live lines (the last of each key that has a
-        record) when enough are dead; fsynced, then renamed over it. Call it only while
-        holding the directory's lock: no other run appends meanwhile."""
+        record) when enough are dead; fsynced, then renamed over it, all under the
+        journal's lock (a writer waiting for it then finds the new journal). Call it only
+        while holding the directory's lock: no other run appends meanwhile."""
         with self._lock:
-            fd = self._open_for_reading()
-            if fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | _OPEN_FLAGS)
+            except OSError:
                 return
             try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JOURNAL_BYTES:
+                    return
+                fcntl.lockf(fd, fcntl.LOCK_EX)
                 self._refresh(fd)
                 if self._lines - len(self._index) < COMPACT_AFTER:
                     return
                 out = AtomicFile(self.path)
                 try:
                     with open(out.tmp, "wb") as fh:
-                        for offset, length in sorted(self._index.values()):
-                            fh.write(os.pread(fd, length, offset))
+                        fh.write(_generation())
+                        for (offset, length), key in sorted(
+                                (where, key) for key, where in self._index.items()):
+                            line = os.pread(fd, length, offset)
+                            if _is_line_of(line, key):
+                                fh.write(line)
                 except OSError as exc:
                     out.discard()
                     raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
+                out.commit()
+                self._forget()
             finally:
                 os.close(fd)
-            out.commit()
-            self._forget()
 
 
 def _is_line_of(line: bytes, key: bytes) -> bool:
@@ -211,8 +242,24 @@ def _is_line_of(line: bytes, key: bytes) -> bool:
 
 
 def _planted(exc: OSError) -> bool:
-    """An open refused because a link or a special file stands at the journal's name."""
-    return exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR)
+    """An open refused because of what stands at the journal's name (a link, a special
+    file, a file this user may not write), not because the folder is missing."""
+    return exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES, errno.EPERM)
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path``."""
+    st = os.fstat(fd)
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _generation() -> bytes:
+    """A journal's first line: its own random generation (not a record: it has no space)."""
+    return b"#" + secrets.token_hex(16).encode() + b"\n"
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -234,9 +281,12 @@ def journal_of(directory: Path) -> Journal:
         return journal
 
 
-def compact_journals(directories: list[Path]) -> None:
-    """Compact the journals of these directories where it is worth it (best effort: a
-    journal left long is still right)."""
+def release_journals(directories: list[Path]) -> None:
+    """At the end of a run, under its locks: compact the journals of these directories
+    where it is worth it (best effort: a journal left long is still right), and drop their
+    indexes (a long-lived process does not keep one per directory it ever wrote)."""
     for directory in directories:
         with contextlib.suppress(DigitsError, OSError):
             journal_of(directory).compact()
+        with _journals_lock:
+            _journals.pop(directory, None)

@@ -1,8 +1,8 @@
 """The plan of a run: which files it reads, which paths it writes, and the rules between them.
 
 Everything a run will touch is decided here, before anything is written: the input files
-(found by :mod:`.inputs`), each one's output, reject report and state record, and the output
-directories to lock.
+(found by :mod:`.inputs`), each one's output, reject report and record (a line of its
+folder's journal), and the output directories to lock.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .errors import DigitsError, OutputError, UsageError
 from .formats import split_format
 from .fsio import is_special, output_lock, remove_leftovers
 from .inputs import OWN_SUFFIXES, expand_inputs, file_key
-from .journal import compact_journals, journal_path
+from .journal import journal_path, release_journals
 from .options import ScoreOptions, check_run, resolve_output_format
 from .readers import STDIN
 from .writers import STDOUT, detect_output_format
@@ -336,7 +336,7 @@ def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
     for directory in directories:
         stack.enter_context(output_lock(directory))
     # Run last, before the locks go: nothing else appends to a journal while it is rewritten.
-    stack.callback(compact_journals, directories)
+    stack.callback(release_journals, directories)
     remove_leftovers(leftover_names(pairs))
 
 

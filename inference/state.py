@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import WriteError
 from .journal import journal_of
 from .readers import STDIN
 
@@ -172,7 +173,10 @@ def read_state(dst: Path) -> dict[str, Any] | None:
 
 
 def remove_state(dst: Path) -> None:
-    journal_of(dst.parent).withdraw(record_key(dst))
+    try:
+        journal_of(dst.parent).withdraw(record_key(dst))
+    except WriteError as exc:
+        raise WriteError(f"{dst}: cannot withdraw its up-to-date record ({exc})") from None
 
 
 def up_to_date(src: str, dst: Path, model_sha256: str,
@@ -223,4 +227,8 @@ def write_state(src: str, dst: Path, before: StatKey | None, digest: InputDigest
         "run_id": run_id,
         "summary": {k: v for k, v in summary.items() if k not in ("input", "output")},
     }
-    journal_of(dst.parent).put(record_key(dst), json.dumps(state, separators=(",", ":")).encode())
+    try:
+        journal_of(dst.parent).put(record_key(dst),
+                                   json.dumps(state, separators=(",", ":")).encode())
+    except WriteError as exc:
+        raise WriteError(f"{dst}: cannot write its up-to-date record ({exc})") from None

@@ -19,5 +19,8 @@ def put_record_bytes(dst: Path, data: bytes) -> None:
 
 
 def journal_lines(folder: Path) -> list[bytes]:
+    """The journal's lines after its first (its generation)."""
     path = journal_path(folder)
-    return path.read_bytes().splitlines() if path.exists() else []
+    lines = path.read_bytes().splitlines() if path.exists() else []
+    assert not lines or lines[0].startswith(b"#"), lines[:1]
+    return lines[1:]
