@@ -118,6 +118,8 @@ def test_block_boundaries_do_not_change_values(tmp_path, digits_rows):
     (8 << 20, 64 << 20, 8 << 20),       # at 8 blocks of the chunk size and above: the chunk
     (8 << 20, 40 << 20, 5 << 20),       # in between: an eighth of the file
     (100, 15_000_000, 100),             # never more than the chunk size asked for
+    (64 << 20, 20_000_000, 2_500_000),  # nor a block that could hold a whole 16 MiB line
+    (64 << 20, None, 8 << 20),
     (8 << 20, None, 8 << 20),           # a stream of unknown size
 ])
 def test_a_file_is_read_in_blocks_that_let_reading_overlap_scoring(chunk, size, block):
@@ -217,12 +219,12 @@ def test_unreadable_files(tmp_path, text, message):
     assert str(info.value) == f"{tmp_path}/{message}"
 
 
-@pytest.mark.parametrize("chunk_bytes", [1 << 20, 3 << 20, 8 << 20])
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 2 << 20, 8 << 20, 64 << 20])
 @pytest.mark.parametrize("last", [b"1\n", b"1"])
 def test_a_10mb_line_is_a_bad_row_and_a_line_beyond_16mib_fails_the_file(tmp_path, chunk_bytes,
                                                                          last):
-    """Whatever the size of the read blocks (up to 16 MiB), and whether the long line ends
-    the file."""
+    """Whatever the size of the read blocks (1 MiB, 2 MiB, and an eighth of the 18.9 MB
+    file for 8 and 64 MiB), and whether the long line ends the file."""
     path = tmp_path / "x.csv"
     path.write_bytes(good_line(0).encode() + b"\n" + b"1," * (5 << 20) + last)
     _, rejects, n = read_all(path, chunk_bytes=chunk_bytes)

@@ -31,7 +31,8 @@ MAX_LINE_BYTES = 16 << 20
 BOM = b"\xef\xbb\xbf"
 #: A block with bad lines is diagnosed in windows of this many bytes (whole lines).
 SLOW_WINDOW = 1 << 20
-#: A file of more than one block is read in at least this many, of at least this size.
+#: A file of more than one block is read in blocks of this fraction of it, of at least this
+#: size (see :func:`block_bytes`).
 MIN_BLOCKS = 8
 MIN_BLOCK_BYTES = 2 << 20
 _WS_EDGES = re.compile(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)")
@@ -270,11 +271,13 @@ class CsvSource(Source):
 
 def block_bytes(chunk_bytes: int, file_size: int | None) -> int:
     """The size of a file's read blocks: no larger than the file (a 20 kB file does not pay
-    for zeroing 8 MiB), and small enough that a file of more than one block is read in at
-    least :data:`MIN_BLOCKS` (but no smaller than :data:`MIN_BLOCK_BYTES`), so that parsing
-    the next block overlaps scoring this one: a 15 MB file read as two 8 MiB blocks waited
-    for the first and scored the last alone, half its time. Streams of unknown size (stdin,
-    gzip) use ``chunk_bytes``."""
+    for zeroing 8 MiB); for a file of more than one block, an eighth of it
+    (:data:`MIN_BLOCKS`) but no less than :data:`MIN_BLOCK_BYTES`, so that parsing the next
+    block overlaps scoring this one (a 15 MB file read as two 8 MiB blocks waited for the
+    first and scored the last alone, half its time); never more than half the longest line
+    allowed, so that such a line always spans blocks and is caught. Streams of unknown size
+    (stdin, gzip) use ``chunk_bytes``."""
+    chunk_bytes = min(chunk_bytes, MAX_LINE_BYTES // 2)
     if file_size is None:
         return chunk_bytes
     if file_size < chunk_bytes:
