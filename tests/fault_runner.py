@@ -5,7 +5,9 @@
 KILL_AT is ``none``, or ``<call>:<n>:<when>``: SIGKILL this process at the n-th call
 (1-based) of ``os.<call>`` (``replace``, ``fsync``, ``rename`` ...), ``before`` or
 ``after`` the call runs. A kill in the middle of a rename or an fsync is the nastiest
-moment a real crash can pick, and timers alone rarely hit it.
+moment a real crash can pick, and timers alone rarely hit it. ``write:<n>:half`` writes
+the first half of the n-th ``os.write``'s bytes, then kills: a line torn as a power cut can
+leave it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def arm(spec: str) -> None:
             count[0] += 1
             hit = count[0] == target
         if hit and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if hit and when == "half":
+            fd, data = args
+            original(fd, bytes(data[:len(data) // 2]))
             os.kill(os.getpid(), signal.SIGKILL)
         result = original(*args, **kwargs)
         if hit and when == "after":

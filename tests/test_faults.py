@@ -89,7 +89,7 @@ def _kill_points(seed: int = 20261129) -> list[str]:
     # 6 renames (5 outputs, 1 reject report) and 5 records appended to the journal.
     points += [f"replace:{rng.randint(1, 6)}:{rng.choice(['before', 'after'])}"
                for _ in range(6)]
-    points += [f"write:{rng.randint(1, 5)}:{rng.choice(['before', 'after'])}"
+    points += [f"write:{rng.randint(1, 5)}:{rng.choice(['before', 'after', 'half'])}"
                for _ in range(4)]
     # Outputs and reject reports are fsynced one by one, the directory once at the end of the
     # run (group commit): 7 fsyncs in this batch.
@@ -375,9 +375,10 @@ def _unit_versions(folder: Path) -> tuple[int | None, int | None, bool]:
 
 
 def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
-    """A rerun on changed data, killed before and after every rename, unlink and fsync: the
-    output and the reject report a reader finds always come from one run, and a record exists
-    only beside the unit it describes."""
+    """A rerun on changed data, killed before and after every rename, unlink, fsync and
+    journal append (and half-way through an append): the output and the reject report a
+    reader finds always come from one run, and a record exists only beside the unit it
+    describes."""
     rng = np.random.default_rng(7)
     X = rng.integers(0, 17, size=(40, 64)).astype(str)
     old, new = X.copy(), X.copy()
@@ -394,7 +395,7 @@ def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
     for call in ("replace", "unlink", "fsync", "write"):
         for nth in range(1, 30):
             reached = False
-            for when in ("before", "after"):
+            for when in ("before", "after", "half") if call == "write" else ("before", "after"):
                 out = tmp_path / "out"
                 shutil.rmtree(out, ignore_errors=True)
                 shutil.copytree(seed, out, symlinks=True)
