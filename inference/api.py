@@ -80,9 +80,10 @@ def score_files(inputs: list[str], *, output: str | None = None,
     ``recursive`` descends into the subdirectories of directories given as inputs; under
     ``out_dir`` the outputs mirror that tree.
 
-    Files of one read block or less are scored ``workers`` at a time (default: pyarrow's CPU
-    pool size, at most 4; see :mod:`.many`); summaries and ``on_file`` calls still come in
-    input order, on the caller's thread, and each output is what scoring it alone writes.
+    Small files (one read block, or read in small blocks: up to 16 MiB by default) are
+    scored ``workers`` at a time (default: pyarrow's CPU pool size, at most 4; see
+    :mod:`.many`); summaries and ``on_file`` calls still come in input order, on the
+    caller's thread, and each output is what scoring it alone writes.
     """
     check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes,
               output_format=options.output_format if options is not None else None)

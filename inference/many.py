@@ -3,10 +3,13 @@ summaries come back in input order.
 
 Scoring a small file is mostly fixed costs: opening, sniffing, a pyarrow parse, an onnxruntime
 run, an fsync and two renames. pyarrow, onnxruntime and the system calls release the GIL, so
-a second thread keeps the other core busy while the first one waits. A file of more than one
-read block is scored alone on the caller's thread, as one file always was: its own read-ahead
-and pyarrow's parser threads already keep both cores busy, and running two at once would
-only double the memory held in blocks.
+a second thread keeps the other core busy while the first one waits. "Small" is by the memory
+a file holds while it is scored: a file of one read block, or a file read in blocks of at
+most a quarter of the block size (up to 16 MiB at the default 8 MiB: 2 MiB blocks, of which
+its pipeline holds about three), whose own read-ahead alone would leave a core idle at its
+first and last block. A larger file is scored alone on the caller's thread, as one file
+always was: its read-ahead and pyarrow's parser threads already keep both cores busy, and
+two at once would double the memory held in blocks.
 
 Bounded work: at most ``workers`` files are being scored and at most ``2 * workers`` are
 submitted ahead of the one reported next; a finished file holds only its summary until its
@@ -26,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pyarrow as pa
 
 from .readers import STDIN
+from .readers.csv import block_bytes
 from .summary import FileSummary
 
 #: More threads than this buy nothing: the Python share of each file holds the GIL.
@@ -38,16 +42,19 @@ def default_workers() -> int:
     return max(1, min(pa.cpu_count(), MAX_WORKERS))
 
 
-def is_small(src: str, block_bytes: int) -> bool:
-    """Whether ``src`` is a regular file read in one block (stdin, pipes and devices are not:
-    they are read as streams on the caller's thread)."""
+def is_small(src: str, chunk_bytes: int) -> bool:
+    """Whether ``src`` is a regular file that holds no more in memory while scored than one
+    read block of ``chunk_bytes`` (see the module; stdin, pipes and devices are read as
+    streams on the caller's thread)."""
     if src == STDIN:
         return False
     try:
         st = os.stat(src)
     except OSError:
         return True  # it fails at once, on whichever thread
-    return stat.S_ISREG(st.st_mode) and st.st_size <= block_bytes
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    return st.st_size <= chunk_bytes or 4 * block_bytes(chunk_bytes, st.st_size) <= chunk_bytes
 
 
 def score_in_order(pairs: Sequence[tuple[str, str]],

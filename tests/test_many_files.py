@@ -23,6 +23,8 @@ import pytest
 from digits_onnx.inference import DigitsError, ReadOptions, ScoreOptions, score_file, score_files
 from digits_onnx.inference import api as api_module
 from digits_onnx.inference.many import score_in_order
+from digits_onnx.inference.readers import csv as csv_reader
+from digits_onnx.inference.readers.csv import block_bytes
 from digits_onnx.inference.state import read_state
 from digits_onnx.inference.summary import FileSummary
 
@@ -132,6 +134,31 @@ def test_a_file_of_many_blocks_is_scored_alone_in_its_place(tmp_path, model, scr
     assert [f.input for f in summary.files] == [str(p) for p in inputs]
     assert summary.files[5].rows == 2000
     assert scrambled["f04b.csv"] == threading.main_thread().name
+    assert _visible(tmp_path / "out") == reference
+
+
+def test_a_file_read_in_small_blocks_is_scored_side_by_side(tmp_path, model, scrambled,
+                                                            monkeypatch):
+    """More than one block, but blocks of at most a quarter of one: no more memory in flight
+    than a one-block file, so it goes to the pool; a file of full blocks stays alone."""
+    monkeypatch.setattr(csv_reader, "MIN_BLOCK_BYTES", 4 << 10)
+    inputs = _inputs(tmp_path / "in", n=6)
+    rng = np.random.default_rng(4)
+    mid = [tmp_path / "in" / f"f0{i}m.csv" for i in (1, 3)]
+    for path in mid:
+        _csv(path, rng.integers(0, 17, size=(600, 64)))
+        assert path.stat().st_size > BLOCK and 4 * block_bytes(BLOCK, path.stat().st_size) <= BLOCK
+    big = tmp_path / "in" / "f04b.csv"
+    _csv(big, rng.integers(0, 17, size=(5000, 64)))
+    assert block_bytes(BLOCK, big.stat().st_size) == BLOCK
+    inputs = sorted([*inputs, *mid, big])
+    options = ScoreOptions(read=ReadOptions(chunk_bytes=BLOCK), on_error="skip")
+    reference = _alone(model, inputs, tmp_path / "alone", options)
+    summary = score_files([str(tmp_path / "in")], out_dir=tmp_path / "out", model=model,
+                          options=options, workers=2)
+    assert [f.input for f in summary.files] == [str(p) for p in inputs]
+    assert all(scrambled[p.name].startswith("digits-file") for p in mid)
+    assert scrambled[big.name] == threading.main_thread().name
     assert _visible(tmp_path / "out") == reference
 
 
