@@ -29,16 +29,21 @@ import secrets
 import stat
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import DigitsError, WriteError
 from .fsio import BOOKKEEPING, AtomicFile
 
 JOURNAL_NAME = "records.jsonl"
-#: A larger journal was planted (a live one is a few hundred bytes per output, about a
-#: third of that in memory for its index): not read, and replaced by the next append.
-MAX_JOURNAL_BYTES = 256 << 20
-#: Lines withdrawn or replaced before a compaction is worth it.
+#: A larger journal was planted (a line is under a kB per output, and the index keeps one
+#: entry per output whatever the journal's length): not read, replaced by the next append.
+MAX_JOURNAL_BYTES = 1 << 30
+#: Lines withdrawn or replaced before a compaction is worth it (and at least as many as the
+#: live ones: "most of the journal is stale").
 COMPACT_AFTER = 256
+#: A journal that grows past this (and then past each doubling) is compacted as it is
+#: appended to, not only at the end of a run.
+COMPACT_BYTES = 64 << 20
 #: The journal is read in pieces of this size (whole lines each).
 READ_BYTES = 8 << 20
 WITHDRAWN = b"-"
@@ -56,7 +61,8 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._next_check = COMPACT_BYTES
         self._identity: tuple[int, int] | None = None  # (device, inode) indexed
         self._indexed = 0  # bytes of the file indexed: whole lines only
         self._index: dict[bytes, tuple[int, int]] = {}  # key -> (offset, length) of its line
@@ -165,47 +171,100 @@ class Journal:
                     elif os.pread(fd, 1, size - 1) != b"\n":
                         line = b"\n" + line  # a line a kill cut short stays alone
                     _write_all(fd, line)
+                    if size + len(line) > self._next_check:
+                        os.close(fd)
+                        fd = -1
+                        self.compact()
+                        # Next look when it has doubled again (what compaction left is live).
+                        self._next_check = max(COMPACT_BYTES, 2 * _size(self.path))
                     return
                 except OSError as exc:
                     raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
                 finally:
-                    os.close(fd)
+                    if fd >= 0:
+                        os.close(fd)
             raise WriteError(f"{self.path}: replaced at every attempt to write it")
 
     def _open_for_appending(self) -> int:
         """The journal, opened to append (created when missing). What stands in its place
-        and is not a journal of its own (a link, a FIFO, a file too large, a file with other
-        names: a hard link into a snapshot, a file this user may not write) is replaced
-        first: a rename replaces the name, never what it points to."""
+        and is not a journal of its own is replaced first, by a rename, which replaces the
+        name, never what it points to: a link, a FIFO or a file too large by an empty
+        journal; a file with other names (a hard link into a snapshot) or that this user may
+        not write by a copy of its live lines."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                return self._replace(self._readable())
             if not _planted(exc):
                 raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
-            return self._replace_planted()
+            return self._replace(None)
         st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES and st.st_nlink == 1:
+        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES:
+            if st.st_nlink == 1:
+                return fd
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)  # while its lines are copied
+            except OSError as exc:
+                os.close(fd)
+                raise WriteError(f"{self.path}: cannot lock ({exc.strerror})") from None
+            return self._replace(fd)  # closes it
+        os.close(fd)
+        return self._replace(None)
+
+    def _readable(self) -> int | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
+        except OSError:
+            return None
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES:
             return fd
         os.close(fd)
-        return self._replace_planted()
+        return None
 
-    def _replace_planted(self) -> int:
-        out = AtomicFile(self.path)
+    def _replace(self, source: int | None) -> int:
+        """Put a journal of its own at the name: the live lines of ``source`` (an open
+        journal, closed here), or none; return it opened to append."""
         try:
+            out = AtomicFile(self.path)
+        except DigitsError:
+            if source is not None:
+                os.close(source)
+            raise
+        try:
+            try:
+                with open(out.tmp, "wb") as fh:
+                    fh.write(_generation())
+                    if source is not None:
+                        self._copy_live(source, fh)
+            finally:
+                if source is not None:
+                    os.close(source)
             out.commit(sync_dir=False)
-        except WriteError:
-            raise WriteError(f"{self.path}: not a regular file; remove it") from None
+        except OSError as exc:
+            out.discard()
+            raise WriteError(f"{self.path}: cannot be replaced ({exc.strerror}); remove it"
+                             ) from None
         self._forget()
         try:
             return os.open(self.path, os.O_RDWR | os.O_APPEND | _OPEN_FLAGS)
         except OSError as exc:
             raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
 
+    def _copy_live(self, fd: int, fh: BinaryIO) -> None:
+        """Write the live lines of the journal open at ``fd`` (the last of each key that
+        has a record), in their order, each checked to be the line indexed."""
+        self._refresh(fd)
+        for (offset, length), key in sorted((where, key) for key, where in self._index.items()):
+            line = os.pread(fd, length, offset)
+            if _is_line_of(line, key):
+                fh.write(line)
+
     def compact(self) -> None:
-        """Rewrite the journal with only its live lines (the last of each key that has a
-        record) when enough are dead; fsynced, then renamed over it, all under the
-        journal's lock (a writer waiting for it then finds the new journal). Call it only
-        while holding the directory's lock: no other run appends meanwhile."""
+        """Rewrite the journal with only its live lines once most of its lines are stale;
+        fsynced, then renamed over it, all under the journal's lock (a writer waiting for it
+        then finds the new journal)."""
         with self._lock:
             try:
                 fd = os.open(self.path, os.O_RDWR | _OPEN_FLAGS)
@@ -217,17 +276,14 @@ class Journal:
                     return
                 fcntl.lockf(fd, fcntl.LOCK_EX)
                 self._refresh(fd)
-                if self._lines - len(self._index) < COMPACT_AFTER:
+                live = len(self._index)
+                if self._lines - live < max(COMPACT_AFTER, live):
                     return
                 out = AtomicFile(self.path)
                 try:
                     with open(out.tmp, "wb") as fh:
                         fh.write(_generation())
-                        for (offset, length), key in sorted(
-                                (where, key) for key, where in self._index.items()):
-                            line = os.pread(fd, length, offset)
-                            if _is_line_of(line, key):
-                                fh.write(line)
+                        self._copy_live(fd, fh)
                 except OSError as exc:
                     out.discard()
                     raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
@@ -243,8 +299,8 @@ def _is_line_of(line: bytes, key: bytes) -> bool:
 
 def _planted(exc: OSError) -> bool:
     """An open refused because of what stands at the journal's name (a link, a special
-    file, a file this user may not write), not because the folder is missing."""
-    return exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES, errno.EPERM)
+    file), not because the folder is missing."""
+    return exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR)
 
 
 def _is_current(fd: int, path: Path) -> bool:
@@ -255,6 +311,13 @@ def _is_current(fd: int, path: Path) -> bool:
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _generation() -> bytes:
@@ -268,16 +331,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-_journals: dict[Path, Journal] = {}
+_journals: dict[str, Journal] = {}  # by the directory's real path
+_real_paths: dict[Path, str] = {}  # each spelling of a directory met: its real path
 _journals_lock = threading.Lock()
 
 
 def journal_of(directory: Path) -> Journal:
-    """The journal of an output directory (one object per directory in this process)."""
+    """The journal of an output directory: one object per directory in this process,
+    however the directory is spelt (``out``, ``/abs/out``, through a link). Two would not
+    exclude each other: ``lockf`` locks belong to the process, and closing any of its
+    descriptors of the file releases them."""
     with _journals_lock:
-        journal = _journals.get(directory)
+        real = _real_paths.get(directory)
+        if real is None:
+            real = _real_paths[directory] = os.path.realpath(directory)
+        journal = _journals.get(real)
         if journal is None:
-            journal = _journals[directory] = Journal(journal_path(directory))
+            journal = _journals[real] = Journal(journal_path(directory))
         return journal
 
 
@@ -289,4 +359,8 @@ def release_journals(directories: list[Path]) -> None:
         with contextlib.suppress(DigitsError, OSError):
             journal_of(directory).compact()
         with _journals_lock:
-            _journals.pop(directory, None)
+            real = _real_paths.pop(directory, None)
+            if real is not None:
+                _journals.pop(real, None)
+                for spelling in [d for d, r in _real_paths.items() if r == real]:
+                    del _real_paths[spelling]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from digits_onnx.inference import journal as journal_module
 from digits_onnx.inference import score_files
 from digits_onnx.inference.fsio import bookkeeping_dir
 from digits_onnx.inference.journal import COMPACT_AFTER, Journal, journal_of, journal_path
@@ -174,16 +175,22 @@ def test_a_journal_rewritten_in_place_is_read_anew(journal):
 
 
 def test_a_hard_link_to_the_journal_is_never_written_through(tmp_path, model):
+    """A snapshot (``cp -al``) shares the journal's inode: the next append replaces the
+    journal by a copy of its live lines first, so the snapshot stays as it was and no
+    record is lost."""
     _inputs(tmp_path / "in", 3)
     out = tmp_path / "out"
     score_files([str(tmp_path / "in")], out_dir=out, model=model, progress=False)
-    snapshot = tmp_path / "snapshot.jsonl"  # as `cp -al out snapshot` makes
+    snapshot = tmp_path / "snapshot.jsonl"
     os.link(journal_path(out), snapshot)
     saved = snapshot.read_bytes()
-    score_files([str(tmp_path / "in")], out_dir=out, model=model, force=True, progress=False)
+    _inputs(tmp_path / "more", 1)
+    os.rename(tmp_path / "more" / "f000.csv", tmp_path / "in" / "g000.csv")
+    summary = score_files([str(tmp_path / "in")], out_dir=out, model=model, progress=False)
+    assert [f.status for f in summary.files] == ["skipped"] * 3 + ["scored"]
     assert snapshot.read_bytes() == saved
     assert os.stat(journal_path(out)).st_nlink == 1
-    assert not set(journal_lines(out)) & set(saved.splitlines()), "a journal of its own"
+    assert set(saved.splitlines()[1:]) <= set(journal_lines(out)), "live lines carried over"
     again = score_files([str(tmp_path / "in")], out_dir=out, model=model, progress=False)
     assert {f.status for f in again.files} == {"skipped"}
 
@@ -215,3 +222,26 @@ def test_a_line_appended_while_another_process_compacts_lands_in_the_new_journal
     writer.join(60)
     assert Journal(journal.path).get(b"bb") == b"late"
     assert journal.path.read_bytes().endswith(b"aa kept\nbb late\n")
+
+
+def test_every_spelling_of_a_directory_shares_one_journal(tmp_path, monkeypatch):
+    """Two objects for one file in one process would not exclude each other: lockf locks
+    belong to the process."""
+    (tmp_path / "out").mkdir()
+    os.symlink(tmp_path / "out", tmp_path / "link")
+    monkeypatch.chdir(tmp_path)
+    spellings = [Path("out"), tmp_path / "out", Path("link"), Path("./out")]
+    assert len({id(journal_of(d)) for d in spellings}) == 1
+
+
+def test_a_journal_that_grows_large_is_compacted_as_it_is_appended_to(journal, monkeypatch):
+    monkeypatch.setattr(journal_module, "COMPACT_AFTER", 10)
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 2000)
+    grows = Journal(journal.path)
+    sizes = []
+    for i in range(200):
+        grows.put(b"%02x" % (i % 5), b"v" * 40)
+        sizes.append(journal.path.stat().st_size)
+    assert max(sizes) < 2 * 2000, "compacted along the way, not only at the end of a run"
+    assert all(grows.get(b"%02x" % k) == b"v" * 40 for k in range(5))
+    assert len(journal_lines(journal.path.parent.parent)) <= 5 + max(sizes) // 40
