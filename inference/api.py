@@ -123,7 +123,6 @@ def score_files(inputs: list[str], *, output: str | None = None,
             log.debug("%s failed", src, exc_info=True)
             return failed_summary(src, internal_error(src, exc))
 
-    block = plan.options.read.chunk_bytes
     with contextlib.ExitStack() as stack:
         hold_outputs(stack, plan.pairs, out_dir)
         # The directories' fsyncs, once each before the locks are released: group commit.
@@ -131,7 +130,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
         # Closed first (on an error too): files not started are cancelled, running ones end.
         results = stack.enter_context(contextlib.closing(score_in_order(
             plan.pairs, score, workers=default_workers() if workers is None else workers,
-            small=lambda src: is_small(src, block))))
+            small=lambda src: is_small(src, plan.options.read))))
         for result in results:
             summary.files.append(result)
             if on_file is not None:

@@ -28,8 +28,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 
-from .readers import STDIN
-from .readers.csv import block_bytes
+from .errors import DigitsError
+from .readers import STDIN, ReadOptions, detect_format
+from .readers.csv import block_bytes, largest_block
 from .summary import FileSummary
 
 #: More threads than this buy nothing: the Python share of each file holds the GIL.
@@ -42,10 +43,11 @@ def default_workers() -> int:
     return max(1, min(pa.cpu_count(), MAX_WORKERS))
 
 
-def is_small(src: str, chunk_bytes: int) -> bool:
+def is_small(src: str, read: ReadOptions) -> bool:
     """Whether ``src`` is a regular file that holds no more in memory while scored than one
-    read block of ``chunk_bytes`` (see the module; stdin, pipes and devices are read as
-    streams on the caller's thread)."""
+    read block (see the module; stdin, pipes and devices are read as streams on the
+    caller's thread). Only a plain CSV is read in blocks sized to the file: a gzipped one is
+    read in full blocks, an NPY or Parquet file in batches of rows."""
     if src == STDIN:
         return False
     try:
@@ -54,7 +56,15 @@ def is_small(src: str, chunk_bytes: int) -> bool:
         return True  # it fails at once, on whichever thread
     if not stat.S_ISREG(st.st_mode):
         return False
-    return st.st_size <= chunk_bytes or 4 * block_bytes(chunk_bytes, st.st_size) <= chunk_bytes
+    chunk = largest_block(read.chunk_bytes)
+    if st.st_size <= chunk:
+        return True
+    if 4 * block_bytes(chunk, st.st_size) > chunk:
+        return False
+    try:
+        return detect_format(src, read.input_format) == "csv"
+    except DigitsError:
+        return True  # it fails at once, on whichever thread
 
 
 def score_in_order(pairs: Sequence[tuple[str, str]],

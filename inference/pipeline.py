@@ -41,6 +41,7 @@ from .options import ScoreOptions
 from .plan import is_stream, rejects_path_for
 from .readers import STDIN, Batch, Reject, Source, detect_format, open_source
 from .readers.base import check_values, first_out_of_range_column, out_of_range_rows
+from .readers.csv import largest_block
 from .readers.read_options import NPY_HAS_NO_COLUMNS
 from .state import (
     InputDigest,
@@ -262,7 +263,7 @@ def _larger_than_a_block(src: str, options: ScoreOptions) -> bool:
     """Whether reading ahead can pay: stdin and pipes, or a file of more than one block."""
     try:
         return src == STDIN or not os.path.isfile(src) or (
-            os.path.getsize(src) > options.read.chunk_bytes)
+            os.path.getsize(src) > largest_block(options.read.chunk_bytes))
     except OSError:
         return True
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from digits_onnx.inference import DigitsError, ReadOptions, ScoreOptions, score_file, score_files
 from digits_onnx.inference import api as api_module
-from digits_onnx.inference.many import score_in_order
+from digits_onnx.inference.many import is_small, score_in_order
 from digits_onnx.inference.readers import csv as csv_reader
 from digits_onnx.inference.readers.csv import block_bytes
 from digits_onnx.inference.state import read_state
@@ -160,6 +160,22 @@ def test_a_file_read_in_small_blocks_is_scored_side_by_side(tmp_path, model, scr
     assert all(scrambled[p.name].startswith("digits-file") for p in mid)
     assert scrambled[big.name] == threading.main_thread().name
     assert _visible(tmp_path / "out") == reference
+
+
+@pytest.mark.parametrize(("name", "mib", "chunk_mib", "small"), [
+    ("a.csv", 8, 8, True),        # one block
+    ("a.csv", 12, 8, True),       # 2 MiB blocks: a quarter of one
+    ("a.csv", 20, 8, False),      # 2.5 MiB blocks: scored alone
+    ("a.csv.gz", 12, 8, False),   # gzip is read in full blocks
+    ("a.npy", 12, 8, False),      # NPY in batches of rows
+    ("a.csv", 1024, 64, False),   # a larger chunk asked for: blocks are 8 MiB at most
+    ("a.csv", 20, 64, False),
+])
+def test_which_files_are_scored_side_by_side(tmp_path, name, mib, chunk_mib, small):
+    path = tmp_path / name
+    with open(path, "wb") as fh:  # sparse: only the size and the name matter here
+        fh.truncate(mib << 20)
+    assert is_small(str(path), ReadOptions(chunk_bytes=chunk_mib << 20)) is small
 
 
 def test_one_worker_scores_file_after_file_on_the_callers_thread(tmp_path, model, scrambled):

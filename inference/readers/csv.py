@@ -269,6 +269,11 @@ class CsvSource(Source):
         self._stream.close()
 
 
+def largest_block(chunk_bytes: int) -> int:
+    """The largest block read for ``chunk_bytes``: half the longest line allowed at most."""
+    return min(chunk_bytes, MAX_LINE_BYTES // 2)
+
+
 def block_bytes(chunk_bytes: int, file_size: int | None) -> int:
     """The size of a file's read blocks: no larger than the file (a 20 kB file does not pay
     for zeroing 8 MiB); for a file of more than one block, an eighth of it
@@ -277,7 +282,7 @@ def block_bytes(chunk_bytes: int, file_size: int | None) -> int:
     first and scored the last alone, half its time); never more than half the longest line
     allowed, so that such a line always spans blocks and is caught. Streams of unknown size
     (stdin, gzip) use ``chunk_bytes``."""
-    chunk_bytes = min(chunk_bytes, MAX_LINE_BYTES // 2)
+    chunk_bytes = largest_block(chunk_bytes)
     if file_size is None:
         return chunk_bytes
     if file_size < chunk_bytes:
