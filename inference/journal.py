@@ -59,15 +59,17 @@ def journal_path(directory: Path) -> Path:
 class Journal:
     """The journal of one output directory, as this process last read it."""
 
+    _identity: tuple[int, int] | None  # (device, inode) indexed
+    _indexed: int  # bytes of the file indexed: whole lines only
+    _index: dict[bytes, tuple[int, int]]  # key -> (offset, length) of its last line
+    _lines: int  # lines indexed, live or not
+    _head: bytes  # the first line indexed: the journal's generation
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._next_check = COMPACT_BYTES
-        self._identity: tuple[int, int] | None = None  # (device, inode) indexed
-        self._indexed = 0  # bytes of the file indexed: whole lines only
-        self._index: dict[bytes, tuple[int, int]] = {}  # key -> (offset, length) of its line
-        self._lines = 0
-        self._head = b""
+        self._forget()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -111,8 +113,7 @@ class Journal:
         return fd
 
     def _forget(self) -> None:
-        self._identity, self._indexed, self._index, self._lines = None, 0, {}, 0
-        self._head = b""  # the first line indexed: the journal's generation
+        self._identity, self._indexed, self._index, self._lines, self._head = None, 0, {}, 0, b""
 
     def _refresh(self, fd: int) -> None:
         """Index what was appended since the last look (all of it, for another file)."""
