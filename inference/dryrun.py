@@ -30,6 +30,7 @@ from .errors import (
     OutputError,
 )
 from .fsio import BOOKKEEPING, LOCK_NAME
+from .journal import check_journal
 from .model import Model
 from .options import ScoreOptions
 from .pipeline import check_input, check_source_options, skipped_summary
@@ -148,6 +149,7 @@ def check_lock(directory: Path) -> None:
                           ) from None
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{book}: not a folder (a link or a file is in its place); remove it")
+    check_journal(directory)
     lock = book / LOCK_NAME
     cannot = f"{directory}: cannot lock the output directory ({lock}: Permission denied)"
     try:

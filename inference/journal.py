@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DigitsError, WriteError
+from .errors import DigitsError, OutputError, WriteError
 from .fsio import BOOKKEEPING, AtomicFile
 
 JOURNAL_NAME = "records.jsonl"
@@ -54,6 +54,19 @@ _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 def journal_path(directory: Path) -> Path:
     return directory / BOOKKEEPING / JOURNAL_NAME
+
+
+def check_journal(directory: Path) -> None:
+    """Refuse a run whose records could not be written: a folder stands at the journal's
+    name (anything else there is replaced by the first record written)."""
+    path = journal_path(directory)
+    try:
+        folder = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return
+    if folder:
+        raise OutputError(f"{path}: a folder is in the place of the records' journal; "
+                          "remove it")
 
 
 class Journal:
@@ -245,8 +258,8 @@ class Journal:
             out.commit(sync_dir=False)
         except OSError as exc:
             out.discard()
-            raise WriteError(f"{self.path}: cannot be replaced ({exc.strerror}); remove it"
-                             ) from None
+            raise WriteError(f"{self.path}: not a journal, and it cannot be replaced "
+                             f"({exc.strerror or exc}); remove it") from None
         self._forget()
         try:
             return os.open(self.path, os.O_RDWR | os.O_APPEND | _OPEN_FLAGS)

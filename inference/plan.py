@@ -19,7 +19,7 @@ from .errors import DigitsError, OutputError, UsageError
 from .formats import split_format
 from .fsio import is_special, output_lock, remove_leftovers
 from .inputs import OWN_SUFFIXES, expand_inputs, file_key
-from .journal import journal_path, release_journals
+from .journal import check_journal, journal_path, release_journals
 from .options import ScoreOptions, check_run, resolve_output_format
 from .readers import STDIN
 from .writers import STDOUT, detect_output_format
@@ -335,6 +335,7 @@ def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
                                   f"({exc.strerror})") from None
     for directory in directories:
         stack.enter_context(output_lock(directory))
+        check_journal(directory)
     # Run last, before the locks go: nothing else appends to a journal while it is rewritten.
     stack.callback(release_journals, directories)
     remove_leftovers(leftover_names(pairs))

@@ -203,6 +203,21 @@ def test_a_planted_bookkeeping_link_is_never_followed(here, run):
     assert os.listdir("elsewhere") == []
 
 
+@pytest.mark.parametrize("dry", [False, True])
+def test_a_folder_at_the_journals_name_fails_the_run_before_anything(here, run, dry):
+    """Nothing can be renamed over a folder: the run is refused at once, as for a planted
+    lock, instead of scoring every file and failing each at its record."""
+    assert run("in.csv", "--out-dir", "out", "-q")[0] == 0
+    before = Path("out/in.pred.csv").read_bytes()
+    os.unlink("out/.digits-score/records.jsonl")
+    os.mkdir("out/.digits-score/records.jsonl")
+    code, _, err = run("in.csv", "--out-dir", "out", "--force", *(["--dry-run"] if dry else []))
+    assert code == 73, err
+    assert err[-1].endswith("out/.digits-score/records.jsonl: a folder is in the place of "
+                            "the records' journal; remove it")
+    assert Path("out/in.pred.csv").read_bytes() == before
+
+
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "huge", "other output", "garbage",
                                   "cut short"])
 def test_a_planted_record_is_not_trusted(here, run, kind):
