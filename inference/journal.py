@@ -113,17 +113,23 @@ class Journal:
         return None if where is None else os.pread(fd, where[1], where[0])
 
     def _open_for_reading(self) -> int | None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
-        except OSError:
+        fd = self._open_trusted(os.O_RDONLY)
+        if fd is None:
             self._forget()
+        return fd
+
+    def _open_trusted(self, flags: int) -> int | None:
+        """The journal opened with ``flags``, when it is a regular file within the cap (else
+        None: never followed through a link, never blocked on a FIFO)."""
+        try:
+            fd = os.open(self.path, flags | _OPEN_FLAGS)
+        except OSError:
             return None
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JOURNAL_BYTES:
-            os.close(fd)
-            self._forget()
-            return None
-        return fd
+        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES:
+            return fd
+        os.close(fd)
+        return None
 
     def _forget(self) -> None:
         self._identity, self._indexed, self._index, self._lines, self._head = None, 0, {}, 0, b""
@@ -188,7 +194,7 @@ class Journal:
                     if size + len(line) > self._next_check:
                         os.close(fd)
                         fd = -1
-                        self.compact()
+                        _compact_quietly(self)
                         # Next look when it has doubled again (what compaction left is live).
                         self._next_check = max(COMPACT_BYTES, 2 * _size(self.path))
                     return
@@ -209,7 +215,7 @@ class Journal:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM):
-                return self._replace(self._readable())
+                return self._replace(self._open_trusted(os.O_RDONLY))
             if not _planted(exc):
                 raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
             return self._replace(None)
@@ -226,45 +232,36 @@ class Journal:
         os.close(fd)
         return self._replace(None)
 
-    def _readable(self) -> int | None:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
-        except OSError:
-            return None
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_JOURNAL_BYTES:
-            return fd
-        os.close(fd)
-        return None
-
     def _replace(self, source: int | None) -> int:
         """Put a journal of its own at the name: the live lines of ``source`` (an open
         journal, closed here), or none; return it opened to append."""
         try:
-            out = AtomicFile(self.path)
-        except DigitsError:
-            if source is not None:
-                os.close(source)
-            raise
-        try:
-            try:
-                with open(out.tmp, "wb") as fh:
-                    fh.write(_generation())
-                    if source is not None:
-                        self._copy_live(source, fh)
-            finally:
-                if source is not None:
-                    os.close(source)
-            out.commit(sync_dir=False)
+            self._rewrite(source)
         except OSError as exc:
-            out.discard()
             raise WriteError(f"{self.path}: not a journal, and it cannot be replaced "
                              f"({exc.strerror or exc}); remove it") from None
-        self._forget()
+        finally:
+            if source is not None:
+                os.close(source)
         try:
             return os.open(self.path, os.O_RDWR | os.O_APPEND | _OPEN_FLAGS)
         except OSError as exc:
             raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
+
+    def _rewrite(self, source: int | None) -> None:
+        """Rename over the journal a new one: a new generation line, then the live lines
+        of ``source`` (an open journal) if any; fsynced, as the folder is."""
+        out = AtomicFile(self.path)
+        try:
+            with open(out.tmp, "wb") as fh:
+                fh.write(_generation())
+                if source is not None:
+                    self._copy_live(source, fh)
+        except OSError:
+            out.discard()
+            raise
+        out.commit()
+        self._forget()
 
     def _copy_live(self, fd: int, fh: BinaryIO) -> None:
         """Write the live lines of the journal open at ``fd`` (the last of each key that
@@ -280,31 +277,26 @@ class Journal:
         fsynced, then renamed over it, all under the journal's lock (a writer waiting for it
         then finds the new journal)."""
         with self._lock:
-            try:
-                fd = os.open(self.path, os.O_RDWR | _OPEN_FLAGS)
-            except OSError:
+            fd = self._open_trusted(os.O_RDWR)
+            if fd is None:
                 return
             try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JOURNAL_BYTES:
-                    return
                 fcntl.lockf(fd, fcntl.LOCK_EX)
                 self._refresh(fd)
                 live = len(self._index)
-                if self._lines - live < max(COMPACT_AFTER, live):
-                    return
-                out = AtomicFile(self.path)
-                try:
-                    with open(out.tmp, "wb") as fh:
-                        fh.write(_generation())
-                        self._copy_live(fd, fh)
-                except OSError as exc:
-                    out.discard()
-                    raise WriteError(f"{self.path}: cannot write ({exc.strerror})") from None
-                out.commit()
-                self._forget()
+                if self._lines - live >= max(COMPACT_AFTER, live):
+                    self._rewrite(fd)
+            except OSError as exc:
+                raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
             finally:
                 os.close(fd)
+
+
+def _compact_quietly(journal: Journal) -> None:
+    """Compact where it is worth it, best effort: a journal left long is still right, and
+    the record just written stands."""
+    with contextlib.suppress(DigitsError, OSError):
+        journal.compact()
 
 
 def _is_line_of(line: bytes, key: bytes) -> bool:
@@ -367,11 +359,10 @@ def journal_of(directory: Path) -> Journal:
 
 def release_journals(directories: list[Path]) -> None:
     """At the end of a run, under its locks: compact the journals of these directories
-    where it is worth it (best effort: a journal left long is still right), and drop their
-    indexes (a long-lived process does not keep one per directory it ever wrote)."""
+    where it is worth it, and drop their indexes (a long-lived process does not keep one
+    per directory it ever wrote)."""
     for directory in directories:
-        with contextlib.suppress(DigitsError, OSError):
-            journal_of(directory).compact()
+        _compact_quietly(journal_of(directory))
         with _journals_lock:
             real = _real_paths.pop(directory, None)
             if real is not None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from digits_onnx.inference import journal as journal_module
 from digits_onnx.inference import score_files
+from digits_onnx.inference.errors import WriteError
 from digits_onnx.inference.fsio import bookkeeping_dir
 from digits_onnx.inference.journal import COMPACT_AFTER, Journal, journal_of, journal_path
 from digits_onnx.inference.state import read_state
@@ -245,3 +246,16 @@ def test_a_journal_that_grows_large_is_compacted_as_it_is_appended_to(journal, m
     assert max(sizes) < 2 * 2000, "compacted along the way, not only at the end of a run"
     assert all(grows.get(b"%02x" % k) == b"v" * 40 for k in range(5))
     assert len(journal_lines(journal.path.parent.parent)) <= 5 + max(sizes) // 40
+
+
+def test_a_compaction_that_fails_as_a_line_is_appended_leaves_the_line(journal, monkeypatch):
+    """Compacting is best effort: the record just written stands whatever happens to it."""
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 10)
+    grows = Journal(journal.path)
+
+    def fails() -> None:
+        raise WriteError(f"{journal.path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(grows, "compact", fails)
+    grows.put(b"aa", b"v" * 40)
+    assert Journal(journal.path).get(b"aa") == b"v" * 40
