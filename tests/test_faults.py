@@ -26,8 +26,15 @@ from digits_onnx.inference.cli import main
 from digits_onnx.inference.errors import InputDataError
 from digits_onnx.inference.state import read_state
 
-REPO = Path(__file__).resolve().parent.parent
-RUNNER = Path(__file__).with_name("fault_runner.py")
+from tests.kill_support import (
+    REPO,
+    RUNNER,
+    assert_only_complete_then_rerun,
+    hidden,
+    run_scorer,
+    visible,
+)
+
 pytestmark = pytest.mark.slow
 
 
@@ -55,27 +62,12 @@ def _args(inputs: Path, out: Path) -> list[str]:
     return [str(inputs), "--out-dir", str(out), "--proba", "--on-error", "skip", "-q"]
 
 
-def _run(args: list[str], kill_at: str = "none", **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(RUNNER), kill_at, "--", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, check=False, **kw)
-
-
-def _visible(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
-            if not p.name.startswith(".")}
-
-
-def _hidden(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")
-                  and p.name != ".digits-score")
-
-
 @pytest.fixture(scope="module")
 def reference(batch_inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("reference")
-    proc = _run(_args(batch_inputs, out))
+    proc = run_scorer(_args(batch_inputs, out))
     assert proc.returncode == 0, proc.stderr
-    files = _visible(out)
+    files = visible(out)
     assert sorted(files) == ["dirty.pred.csv", "dirty.rejects.csv", "images.pred.csv",
                              "part0.pred.csv", "part1.pred.csv", "part2.pred.csv"]
     return files
@@ -110,15 +102,10 @@ def test_kill_9_never_leaves_a_partial_output(batch_inputs, reference, tmp_path,
         proc.send_signal(signal.SIGKILL)
         code = proc.wait()
     else:
-        code = _run(args, point).returncode
+        code = run_scorer(args, point).returncode
     assert code in (-signal.SIGKILL, 0)
     # Whatever the moment of the kill, every output under its final name is complete.
-    for name, data in _visible(out).items():
-        assert data == reference[name], f"{name} is partial after a kill at {point}"
-    rerun = _run(args)
-    assert rerun.returncode == 0, rerun.stderr
-    assert _visible(out) == reference
-    assert _hidden(out) == [], "leftovers of the killed run were not cleaned up"
+    assert_only_complete_then_rerun(out, args, reference, point)
 
 
 def test_kill_points_really_kill(batch_inputs, tmp_path):
@@ -126,7 +113,7 @@ def test_kill_points_really_kill(batch_inputs, tmp_path):
     for n, point in enumerate(["replace:6:before", "fsync:7:before", "write:5:before"]):
         out = tmp_path / f"out{n}"
         out.mkdir()
-        assert _run(_args(batch_inputs, out), point).returncode == -signal.SIGKILL, point
+        assert run_scorer(_args(batch_inputs, out), point).returncode == -signal.SIGKILL, point
 
 
 # -- full disks and I/O errors -----------------------------------------------------------------
@@ -143,10 +130,10 @@ def test_a_full_disk_at_write_exits_74_and_keeps_earlier_outputs(batch_inputs, r
                                                                    tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    first = _run([str(batch_inputs / "part0.csv"), "-o", str(out / "part0.pred.csv"),
+    first = run_scorer([str(batch_inputs / "part0.csv"), "-o", str(out / "part0.pred.csv"),
                   "--proba", "-q"])
     assert first.returncode == 0
-    before = _visible(out)
+    before = visible(out)
     proc = subprocess.run(
         [sys.executable, "-m", "digits_onnx.inference", str(batch_inputs / "part1.csv"), "-o",
          str(out / "part1.pred.csv"), "--proba"],
@@ -157,7 +144,7 @@ def test_a_full_disk_at_write_exits_74_and_keeps_earlier_outputs(batch_inputs, r
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"digits-score: error: {out / 'part1.pred.csv'}: cannot")
     assert "File too large" in proc.stderr
-    assert _visible(out) == before and _hidden(out) == []
+    assert visible(out) == before and hidden(out) == []
 
 
 @pytest.mark.parametrize("fmt", ["csv", "npy", "parquet", "jsonl"])
@@ -184,7 +171,7 @@ def test_the_disk_filling_up_at_any_point_exits_74(batch_inputs, tmp_path, fmt, 
     # A failed file leaves nothing under its name: the earlier output is removed, and said so.
     assert not dst.exists()
     assert proc.stderr.endswith(f"(removed the earlier {dst})\n")
-    assert _hidden(out) == []
+    assert hidden(out) == []
 
 
 def test_writing_to_a_full_device_exits_74(batch_inputs):
@@ -222,7 +209,7 @@ def test_io_errors_exit_74_and_leave_nothing_behind(batch_inputs, tmp_path, monk
     assert err.startswith(f"digits-score: error: {old}: cannot") and err.count("\n") == 1
     assert "No space left on device" in err
     assert not old.exists() and err.endswith(f"(removed the earlier {old})\n")
-    assert _hidden(out) == []
+    assert hidden(out) == []
 
 
 # -- overlapping runs ----------------------------------------------------------------------------
@@ -388,7 +375,8 @@ def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
     args = [str(src), "--out-dir", str(tmp_path / "out"), "--on-error", "skip", "-q"]
     _csv(src, old)
     seed.mkdir()
-    assert _run([str(src), "--out-dir", str(seed), "--on-error", "skip", "-q"]).returncode == 0
+    seeded = run_scorer([str(src), "--out-dir", str(seed), "--on-error", "skip", "-q"])
+    assert seeded.returncode == 0
     assert _unit_versions(seed) == (37, 3, True)
     _csv(src, new)
     killed = 0
@@ -399,7 +387,7 @@ def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
                 out = tmp_path / "out"
                 shutil.rmtree(out, ignore_errors=True)
                 shutil.copytree(seed, out, symlinks=True)
-                proc = _run(args, f"{call}:{nth}:{when}")
+                proc = run_scorer(args, f"{call}:{nth}:{when}")
                 assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr
                 if proc.returncode != -signal.SIGKILL:
                     continue
@@ -411,7 +399,7 @@ def test_kill_9_at_every_step_of_a_commit_never_mixes_two_runs(tmp_path):
                 if record:
                     assert (rows, bad) in {(37, 3), (39, 1)}, (point, rows, bad)
                 assert (rows, bad) != (39, 3) and (rows, bad) != (37, 1), point
-                assert _run(args).returncode == 0
+                assert run_scorer(args).returncode == 0
                 assert _unit_versions(out) == (39, 1, True), point
             if not reached:
                 break

@@ -28,8 +28,14 @@ from digits_onnx.inference.readers.csv import block_bytes
 from digits_onnx.inference.state import read_state
 from digits_onnx.inference.summary import FileSummary
 
-REPO = Path(__file__).resolve().parent.parent
-RUNNER = Path(__file__).with_name("fault_runner.py")
+from tests.kill_support import (
+    REPO,
+    assert_only_complete_then_rerun,
+    hidden,
+    run_scorer,
+    visible,
+)
+
 #: Small enough that the big input below is read in several blocks, and so scored alone.
 BLOCK = 64 << 10
 
@@ -63,16 +69,6 @@ def _inputs(folder: Path, n: int = 24, seed: int = 12) -> list[Path]:
     return paths
 
 
-def _visible(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
-            if not p.name.startswith(".")}
-
-
-def _hidden(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()
-                  if p.name.startswith(".") and p.name != ".digits-score")
-
-
 def _alone(model, inputs: list[Path], out: Path, options: ScoreOptions) -> dict[str, bytes]:
     """Every input scored by itself, one call each: the reference bytes."""
     out.mkdir()
@@ -81,7 +77,7 @@ def _alone(model, inputs: list[Path], out: Path, options: ScoreOptions) -> dict[
         with contextlib.suppress(DigitsError):  # a failing input has no reference output
             score_file(str(src), out / f"{stem}.pred.{options.output_format or 'csv'}",
                        model=model, options=options)
-    return _visible(out)
+    return visible(out)
 
 
 @pytest.fixture
@@ -110,7 +106,7 @@ def test_outputs_are_those_of_each_file_scored_alone(tmp_path, model, scrambled,
     summary = score_files([str(tmp_path / "in")], out_dir=tmp_path / "out", model=model,
                           options=options, workers=4, on_file=reported.append)
     assert summary.exit_code == 0
-    assert _visible(tmp_path / "out") == reference
+    assert visible(tmp_path / "out") == reference
     assert sum(name.endswith(".rejects.csv") for name in reference) == 5
     assert len({t for t in scrambled.values() if t.startswith("digits-file")}) >= 2
     # In input order, in the summary and in the calls, though later files finished first.
@@ -118,7 +114,7 @@ def test_outputs_are_those_of_each_file_scored_alone(tmp_path, model, scrambled,
     assert [f.input for f in reported] == [str(p) for p in inputs]
     assert [f.rows for f in summary.files] == [read_state(Path(f.output))["summary"]["rows"]
                                                for f in summary.files]
-    assert _hidden(tmp_path / "out") == []
+    assert hidden(tmp_path / "out") == []
 
 
 def test_a_file_of_many_blocks_is_scored_alone_in_its_place(tmp_path, model, scrambled):
@@ -134,7 +130,7 @@ def test_a_file_of_many_blocks_is_scored_alone_in_its_place(tmp_path, model, scr
     assert [f.input for f in summary.files] == [str(p) for p in inputs]
     assert summary.files[5].rows == 2000
     assert scrambled["f04b.csv"] == threading.main_thread().name
-    assert _visible(tmp_path / "out") == reference
+    assert visible(tmp_path / "out") == reference
 
 
 def test_a_file_read_in_small_blocks_is_scored_side_by_side(tmp_path, model, scrambled,
@@ -159,7 +155,7 @@ def test_a_file_read_in_small_blocks_is_scored_side_by_side(tmp_path, model, scr
     assert [f.input for f in summary.files] == [str(p) for p in inputs]
     assert all(scrambled[p.name].startswith("digits-file") for p in mid)
     assert scrambled[big.name] == threading.main_thread().name
-    assert _visible(tmp_path / "out") == reference
+    assert visible(tmp_path / "out") == reference
 
 
 @pytest.mark.parametrize(("name", "mib", "chunk_mib", "small"), [
@@ -203,10 +199,10 @@ def test_a_failing_file_among_many_fails_alone_and_leaves_nothing(tmp_path, mode
     failed = {f.input for f in summary.files if f.status == "failed"}
     assert failed == {str(p) for p in bad}
     assert summary.exit_code != 0
-    assert _visible(out) == reference
+    assert visible(out) == reference
     for p in bad:
         assert read_state(out / f"{p.stem}.pred.csv") is None
-    assert _hidden(out) == []
+    assert hidden(out) == []
 
 
 def test_a_bug_in_one_file_fails_that_file_only(tmp_path, model, monkeypatch):
@@ -266,11 +262,6 @@ def test_pyarrow_compute_is_loaded_before_a_worker_starts():
 
 # -- kill -9 in the middle of a many-file run ----------------------------------------------
 
-def _run(args: list[str], kill_at: str = "none") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(RUNNER), kill_at, "--", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, check=False)
-
-
 @pytest.fixture(scope="module")
 def many_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("many") / "in"
@@ -288,9 +279,9 @@ def _args(inputs: Path, out: Path) -> list[str]:
 def many_reference(many_inputs: Path, tmp_path_factory: pytest.TempPathFactory
                    ) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("reference")
-    proc = _run(_args(many_inputs, out))
+    proc = run_scorer(_args(many_inputs, out))
     assert proc.returncode == 0, proc.stderr
-    files = _visible(out)
+    files = visible(out)
     assert len(files) == 16 + 3  # 3 reject reports
     return files
 
@@ -311,14 +302,9 @@ def test_kill_9_mid_run_leaves_only_complete_outputs(many_inputs, many_reference
     out = tmp_path / "out"
     out.mkdir()
     args = _args(many_inputs, out)
-    proc = _run(args, point)
+    proc = run_scorer(args, point)
     assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr
-    for name, data in _visible(out).items():
-        assert data == many_reference[name], f"{name} is partial after a kill at {point}"
-    rerun = _run(args)
-    assert rerun.returncode == 0, rerun.stderr
-    assert _visible(out) == many_reference
-    assert _hidden(out) == [], "leftovers of the killed run were not cleaned up"
+    assert_only_complete_then_rerun(out, args, many_reference, point)
 
 
 @pytest.mark.slow
@@ -327,4 +313,4 @@ def test_the_kill_points_fire_inside_the_run(many_inputs, tmp_path):
                   "unlink:15:before"):
         out = tmp_path / point.replace(":", "-")
         out.mkdir()
-        assert _run(_args(many_inputs, out), point).returncode == -signal.SIGKILL, point
+        assert run_scorer(_args(many_inputs, out), point).returncode == -signal.SIGKILL, point
