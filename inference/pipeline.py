@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -430,9 +430,11 @@ def finish_file(summary: FileSummary, unit: Unit, src: str, dst: str,
     if unit.report.count:
         summary.rejects_file = str(unit.report.path)
     summary.seconds = time.perf_counter() - started
+    # The summary's own fields (vars, not asdict): the record is serialised at once, and
+    # asdict's deep copy of the confusion matrix cost more than the rest of the record.
     commit_unit(dst, unit, lambda: write_state(
         src, Path(dst), before, unit.digest, model_sha256, options.fingerprint(),
-        asdict(summary), run_id), synced_dirs)
+        vars(summary), run_id), synced_dirs)
     return summary
 
 
