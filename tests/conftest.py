@@ -80,3 +80,16 @@ def trained_seed(tmp_path_factory: pytest.TempPathFactory):
 def trained_recipe(request: pytest.FixtureRequest):
     """Each recipe in turn, for tests that must hold for both."""
     return request.getfixturevalue(f"trained_{request.param}")
+
+
+@pytest.fixture
+def spools(monkeypatch):
+    """Every temporary file a reader copies a stream to, and the bytes it wrote there (see
+    :class:`tests.readers_support.Spools`)."""
+    import tempfile
+
+    from tests.readers_support import Spools
+
+    recorder = Spools()
+    monkeypatch.setattr(tempfile, "TemporaryFile", recorder.make)
+    return recorder

@@ -1,10 +1,27 @@
-"""Reading a whole input in tests: every batch, the source closed whatever happens."""
+"""Reading inputs in tests: a whole input, every batch, the source closed whatever happens;
+streams fed by a thread; the temporary files a stream is copied to; the command line run on
+an input however it arrives."""
 
 from __future__ import annotations
 
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 from pathlib import Path
+from typing import IO, Any
 
 from digits_onnx.inference.readers import Batch, ReadOptions, Source, open_source
+
+#: The most a feeder writes: endless to a reader that stops at the first bytes, yet a bound,
+#: so a reader that copies a stream whole fails its test instead of running on.
+FEED_CAP = 64 << 20
+#: The most bytes one spool may take in a test; a write beyond fails as a full disk would.
+SPOOL_CAP = 16 << 20
 
 
 def read_batches(path: Path, **options: object) -> tuple[Source, list[Batch]]:
@@ -14,3 +31,127 @@ def read_batches(path: Path, **options: object) -> tuple[Source, list[Batch]]:
         return source, list(source.batches())
     finally:
         source.close()
+
+
+class Feeder:
+    """A thread that writes ``data``, then ``filler`` over and over (up to FEED_CAP bytes in
+    all), into a FIFO it makes at ``target`` or into an open pipe, until the reader closes
+    its end. ``filler=b""`` writes ``data`` alone, then closes: a finite stream."""
+
+    def __init__(self, target: Path | IO[bytes], data: bytes, filler: bytes = b"") -> None:
+        if isinstance(target, Path):
+            os.mkfifo(target)
+        self.target, self.data, self.filler = target, data, filler
+        #: Bytes the reader took (or the pipe holds) so far.
+        self.written = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            if isinstance(self.target, Path):
+                with open(self.target, "wb", buffering=0) as fh:
+                    self._write(fh)
+            else:
+                with self.target as fh:
+                    self._write(fh)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the reader stopped: what this is for
+
+    def _write(self, fh: IO[bytes]) -> None:
+        for chunk in self._chunks():
+            view = memoryview(chunk)
+            while view:
+                n = fh.write(view) or 0
+                view = view[n:]
+                self.written += n
+            fh.flush()
+
+    def _chunks(self) -> Any:
+        for start in range(0, len(self.data), 1 << 16):
+            yield self.data[start:start + (1 << 16)]
+        while self.filler and self.written < FEED_CAP:
+            yield self.filler
+
+    def join(self) -> int:
+        """Wait for the writer to stop (the reader closed its end); the bytes it wrote."""
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the reader never closed the stream"
+        return self.written
+
+
+class Spools:
+    """The anonymous temporary files made while a test runs (``tempfile.TemporaryFile``) and
+    the bytes written to each: what reading a stream took of the disk. A write beyond
+    ``cap`` in all fails with ``error``, as a file-size limit or a full disk would."""
+
+    def __init__(self) -> None:
+        self.files: list[IO[bytes]] = []
+        self.written: list[int] = []
+        self.cap, self.error = SPOOL_CAP, errno.EFBIG
+        self._real = tempfile.TemporaryFile
+
+    def make(self, *args: Any, **kwargs: Any) -> IO[bytes]:
+        spool = self._real(*args, **kwargs)
+        k = len(self.files)
+        self.files.append(spool)
+        self.written.append(0)
+        write = spool.write
+
+        def counted(data: Any) -> int:
+            if self.written[k] + len(data) > self.cap:
+                raise OSError(self.error, os.strerror(self.error))
+            self.written[k] += len(data)
+            return write(data)
+
+        spool.write = counted  # type: ignore[method-assign]
+        return spool
+
+    def all_closed(self) -> bool:
+        return all(f.closed for f in self.files)
+
+
+def disk_limit(limit: int) -> Any:
+    """A ``preexec_fn`` that caps the size of any file the process writes, as a full disk
+    would: a write beyond fails with EFBIG ("File too large")."""
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def score_endless(source: str, *args: str, filler: bytes,
+                  tmp: Path) -> tuple[int, str, int | None]:
+    """``digits-score SOURCE ARGS`` on an endless stream: a device, or (``-``) a pipe on stdin
+    a thread fills with ``filler`` until the scorer closes it. TMPDIR is ``tmp``, and no file
+    may grow beyond 16 MiB, which bounds the run: a scorer that copied the stream whole would
+    stop there. The exit code, stderr, and the bytes the thread wrote (None for a device)."""
+    proc = subprocess.Popen([sys.executable, "-m", "digits_onnx.inference", source, *args],
+                            stdin=subprocess.PIPE if source == "-" else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tmp)},
+                            preexec_fn=disk_limit(16 << 20))
+    assert proc.stderr is not None
+    feeder = Feeder(proc.stdin, b"", filler) if proc.stdin is not None else None
+    try:
+        code = proc.wait(120)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    return code, err, feeder.join() if feeder is not None else None
+
+
+def left_in(tmp: Path) -> list[str]:
+    """What a run left in its TMPDIR, but for the session id file onnxruntime writes there
+    when it is imported (``.ses``)."""
+    return sorted(p.name for p in tmp.iterdir() if p.name != ".ses")
+
+
+def score_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+              preexec_fn: Any = None) -> subprocess.CompletedProcess:
+    """``digits-score ARGS`` in a fresh process (the bundled model); ``input`` comes through
+    a pipe on stdin."""
+    return subprocess.run([sys.executable, "-m", "digits_onnx.inference", *args], input=input,
+                          capture_output=True, timeout=120, check=False, env=env,
+                          preexec_fn=preexec_fn)

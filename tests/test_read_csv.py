@@ -795,6 +795,30 @@ def test_dev_stdin_and_dash_read_csv_and_gzip_from_a_pipe(tmp_path, digits_rows,
         assert len(out.read_text().splitlines()) == 51
 
 
+def test_a_replaced_stdin_that_only_reads_is_streamed_not_copied_first(monkeypatch, spools,
+                                                                       digits_rows):
+    """A sys.stdin whose buffer has read() alone was copied whole to a temporary file before
+    its format was looked at; it is read as it comes, as stdin is."""
+    import io
+    import sys
+    import types
+
+    class Reads:
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def read(self, n=-1):
+            return self._data.read(n)
+
+    data = (HEADER + "\n" + rows_text(digits_rows[:30])).encode()
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=Reads(data)))
+    _, batches = read_batches(Path("-"))
+    assert sum(b.n_rows for b in batches) == 30 and not any(b.rejects for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b.X for b in batches]),
+                                  digits_rows[:30].astype(np.float32))
+    assert spools.files == []
+
+
 # -- files of one layout share its parser --------------------------------------------------------
 
 def _parser_of(path: Path, **options):

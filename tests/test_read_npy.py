@@ -10,6 +10,8 @@ import pytest
 from digits_onnx.inference import InputDataError
 from digits_onnx.inference.readers import ReadOptions, open_source
 
+from tests.readers_support import Feeder, disk_limit, left_in, score_cli, score_endless
+
 
 def read_all(path, chunk_rows=1 << 17):
     source = open_source(str(path), ReadOptions(chunk_rows=chunk_rows))
@@ -216,6 +218,211 @@ def test_a_stream_of_bad_npy_bytes_fails_like_a_file(tmp_path):
                           capture_output=True, timeout=120, check=False)
     assert (proc.returncode, proc.stderr.decode()) == (
         65, "digits-score: error: <stdin>: the NPY header is truncated\n")
+
+
+# -- a stream is checked as a file is before it is copied, and copied no further than declared
+
+#: What an endless stream repeats: zeros, or random bytes.
+FILLERS = {"zeros": bytes(1 << 16), "noise": np.random.default_rng(3).bytes(1 << 16)}
+#: More than a reader that stops at once lets a feeder write (the pipe's buffer and its own).
+AT_ONCE = 1 << 20
+BAD_MAGIC = "not an NPY file (bad magic bytes); was it written by numpy.save?"
+
+
+def goes_on(size: int) -> str:
+    return (f"the stream goes on after the array it declares ({size} bytes in all); it may "
+            "hold several arrays, which is not supported")
+
+
+def _endless(kind: str, tmp_path):
+    """An endless stream: a device, or a FIFO a thread fills with zeros or noise forever."""
+    if kind.startswith("/dev/"):
+        return kind, None
+    path = tmp_path / "endless"
+    return str(path), Feeder(path, b"", FILLERS[kind])
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "/dev/urandom", "zeros", "noise"])
+def test_an_endless_stream_that_is_not_npy_fails_on_its_first_bytes(tmp_path, spools, kind):
+    """/dev/zero filled a temporary file by 5 GB in 6 s, and never ended."""
+    path, feeder = _endless(kind, tmp_path)
+    with pytest.raises(InputDataError) as info:
+        open_source(path, ReadOptions(input_format="npy"))
+    assert str(info.value) == f"{path}: {BAD_MAGIC}"
+    assert spools.written == []  # nothing was copied
+    if feeder is not None:
+        assert feeder.join() < AT_ONCE
+
+
+@pytest.mark.parametrize(("header", "message"), ids=[
+    "version", "header size", "code", "objects", "complex", "shape"], argvalues=[
+    (b"\x93NUMPY\x09\x00\x10\x00", "unsupported NPY format version 9.0"),
+    (b"\x93NUMPY\x01\x00\x60\xea", "the NPY header claims 60000 bytes; refusing a header that "
+     "large"),
+    (b"\x93NUMPY\x01\x00\x10\x00__import__('os')\n", "the NPY header is not valid"),
+    (npy_bytes({"descr": "|O", "fortran_order": False, "shape": (10**9, 64)}),
+     "the array holds Python objects, which would need pickle; save a numeric array"),
+    (npy_bytes({"descr": "<c16", "fortran_order": False, "shape": (10**9, 64)}),
+     "the array has dtype <c16 (complex); expected integers or floats"),
+    (npy_bytes({"descr": "<f8", "fortran_order": False, "shape": (10**9, 63)}),
+     "the array has shape (1000000000, 63); expected (N, 64) or (N, 8, 8)"),
+])
+def test_an_endless_npy_stream_with_a_bad_header_fails_before_anything_is_copied(
+        tmp_path, spools, header, message):
+    path = tmp_path / "pipe"
+    feeder = Feeder(path, header, FILLERS["zeros"])
+    with pytest.raises(InputDataError) as info:
+        open_source(str(path))
+    assert str(info.value) == f"{path}: {message}"
+    assert spools.written == []
+    assert feeder.join() < AT_ONCE
+
+
+@pytest.mark.parametrize(("data", "message"), HOSTILE)
+def test_hostile_npy_streams_are_refused_as_the_files_are(tmp_path, spools, data, message):
+    """Every hostile file of the table above, through a FIFO: the file's words, except that
+    a stream's bytes after the array are not counted (the stream may never end)."""
+    if "after the array" in message:
+        message = goes_on(len(data) - 8)
+    path = tmp_path / "pipe"
+    feeder = Feeder(path, data)
+    with pytest.raises(InputDataError) as info:
+        open_source(str(path), ReadOptions(input_format="npy"))
+    assert str(info.value) == f"{path}: {message}"
+    assert spools.all_closed()
+    feeder.join()
+
+
+@pytest.mark.parametrize("cut", [1, 8, 2048, "all the data", "part of the header"])
+def test_an_npy_stream_shorter_than_its_header_declares_is_refused_as_the_file_is(
+        tmp_path, digits_rows, spools, cut):
+    whole = saved(digits_rows[:4])
+    keep = {"all the data": 128, "part of the header": 60}.get(str(cut)) or len(whole) - cut
+    data = whole[:keep]
+    file = tmp_path / "x.npy"
+    file.write_bytes(data)
+    with pytest.raises(InputDataError) as of_file:
+        open_source(str(file))
+    path = tmp_path / "pipe"
+    feeder = Feeder(path, data)
+    with pytest.raises(InputDataError) as of_stream:
+        open_source(str(path))
+    feeder.join()
+    assert str(of_stream.value) == str(of_file.value).replace(str(file), str(path))
+    assert "truncated" in str(of_stream.value)
+    assert spools.written == ([] if cut == "part of the header" else [keep])
+    assert spools.all_closed()
+
+
+@pytest.mark.parametrize("after", ["one byte", "eight bytes", "another array", "endless"])
+def test_an_npy_stream_that_goes_on_after_its_array_is_refused(tmp_path, digits_rows, spools,
+                                                               after):
+    """No more than the declared bytes are copied; one more is read to see the stream goes on."""
+    data = saved(digits_rows[:4])
+    extra = {"one byte": b"\0", "eight bytes": bytes(8), "another array": data,
+             "endless": b""}[after]
+    path = tmp_path / "pipe"
+    feeder = Feeder(path, data + extra, FILLERS["zeros"] if after == "endless" else b"")
+    with pytest.raises(InputDataError) as info:
+        open_source(str(path))
+    assert str(info.value) == f"{path}: {goes_on(len(data))}"
+    assert spools.written == [len(data)] and spools.all_closed()
+    assert feeder.join() < len(data) + AT_ONCE
+
+
+def test_a_stream_declaring_more_than_the_disk_holds_fails_in_one_line_when_it_fills(
+        tmp_path, spools):
+    """A header may declare 512 TB: it is copied as it comes until the disk is full, then
+    the error is one line and the temporary file is gone."""
+    import errno
+    import tempfile
+
+    from digits_onnx.inference import ReadError
+
+    spools.cap, spools.error = 3 << 20, errno.ENOSPC
+    path = tmp_path / "pipe"
+    feeder = Feeder(path, npy_bytes({"descr": "<f8", "fortran_order": False,
+                                     "shape": (10**12, 64)}), FILLERS["noise"])
+    with pytest.raises(ReadError) as info:
+        open_source(str(path))
+    assert str(info.value) == (f"{path}: cannot copy the stream to a temporary file in "
+                               f"{tempfile.gettempdir()} (No space left on device); set "
+                               "TMPDIR to use another directory")
+    assert info.value.exit_code == 74
+    assert len(spools.files) == 1 and spools.all_closed()
+    assert feeder.join() < (3 << 20) + AT_ONCE
+
+
+def test_a_replaced_stdin_is_read_as_it_comes_not_copied_first(monkeypatch, spools):
+    """A sys.stdin whose buffer only has read() was copied whole before its first byte was
+    looked at."""
+    import sys
+    import types
+
+    class Zeros:
+        taken = 0
+
+        def read(self, n=-1):
+            n = 1 << 16 if n is None or n < 0 else n
+            Zeros.taken += n
+            return bytes(n)
+
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=Zeros()))
+    with pytest.raises(InputDataError) as info:
+        open_source("-", ReadOptions(input_format="npy"))
+    assert str(info.value) == f"<stdin>: {BAD_MAGIC}"
+    assert spools.written == [] and Zeros.taken < AT_ONCE
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "-"])
+def test_the_command_line_fails_an_endless_stream_that_is_not_npy_at_once(tmp_path, source):
+    """/dev/zero, and a pipe on stdin a thread fills forever: exit 65 and one line, nothing
+    left in the temporary directory, and the pipe read no further than its first bytes."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code, err, fed = score_endless(source, "--input-format", "npy", "-o",
+                                   str(tmp_path / "z.csv"), filler=FILLERS["zeros"], tmp=tmp)
+    name = "<stdin>" if source == "-" else source
+    assert (code, err) == (65, f"digits-score: error: {name}: {BAD_MAGIC}\n")
+    assert left_in(tmp) == [] and not (tmp_path / "z.csv").exists()
+    assert fed is None or fed < AT_ONCE
+
+
+@pytest.mark.parametrize("layout", ["<f8 C (N, 64)", ">i2 F (N, 8, 8)"])
+def test_a_valid_npy_stream_scores_as_the_file_does(tmp_path, digits_rows, layout):
+    """Through stdin and through a FIFO: the same output, byte for byte, as the file's."""
+    dtype, order, shape = layout.split(" ", 2)
+    X = np.tile(digits_rows, (3, 1)).astype(dtype)
+    X = np.asarray(X.reshape(-1, 8, 8) if shape == "(N, 8, 8)" else X, order=order)
+    file = tmp_path / "x.npy"
+    np.save(file, X)
+    data = file.read_bytes()
+    args = ("--proba", "-q")
+    assert score_cli(str(file), "-o", str(tmp_path / "file.csv"), *args).returncode == 0
+    proc = score_cli("-", "-o", str(tmp_path / "stdin.csv"), *args, input=data)
+    assert proc.returncode == 0, proc.stderr
+    feeder = Feeder(tmp_path / "pipe", data)
+    proc = score_cli(str(tmp_path / "pipe"), "-o", str(tmp_path / "fifo.csv"), *args)
+    assert proc.returncode == 0, proc.stderr
+    feeder.join()
+    expected = (tmp_path / "file.csv").read_bytes()
+    assert len(expected.splitlines()) == 601
+    assert (tmp_path / "stdin.csv").read_bytes() == expected
+    assert (tmp_path / "fifo.csv").read_bytes() == expected
+
+
+def test_a_full_disk_while_an_npy_stream_is_copied_exits_74_in_one_line(tmp_path, digits_rows):
+    import os
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = score_cli("-", "-o", str(tmp_path / "out.csv"), input=saved(
+        np.tile(digits_rows, (10, 1))), env={**os.environ, "TMPDIR": str(tmp)},
+        preexec_fn=disk_limit(64 << 10))
+    assert (proc.returncode, proc.stderr.decode()) == (74, (
+        f"digits-score: error: <stdin>: cannot copy the stream to a temporary file in {tmp} "
+        "(File too large); set TMPDIR to use another directory\n"))
+    assert left_in(tmp) == [] and not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.parametrize("option", [{"id_column": 0}, {"label_column": "label"},

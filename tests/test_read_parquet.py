@@ -15,7 +15,14 @@ import pytest
 from digits_onnx.inference import InputDataError
 from digits_onnx.inference.readers import ReadOptions, open_source
 
-from tests.readers_support import read_batches
+from tests.readers_support import (
+    Feeder,
+    disk_limit,
+    left_in,
+    read_batches,
+    score_cli,
+    score_endless,
+)
 
 
 def table_of(X: np.ndarray, **extra: pa.Array) -> pa.Table:
@@ -334,6 +341,152 @@ def test_a_parquet_file_on_stdin_is_recognised_and_spooled(tmp_path, digits_rows
                           capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 41
+
+
+# -- a stream is checked as a file is before it is copied ----------------------------------
+
+NOT_PARQUET = "not a valid Parquet file (bad magic bytes: it does not start with PAR1)"
+FILLERS = {"zeros": bytes(1 << 16), "noise": np.random.default_rng(5).bytes(1 << 16),
+           "csv": b"1,2,3,4\n" * 8192}
+#: More than a reader that stops at once lets a feeder write (the pipe's buffer and its own).
+AT_ONCE = 1 << 20
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "/dev/urandom", "zeros", "noise", "csv",
+                                  "npy"])
+def test_an_endless_stream_that_is_not_parquet_fails_on_its_first_bytes(tmp_path, spools,
+                                                                         digits_rows, kind):
+    """/dev/zero as Parquet was copied to a temporary file until the disk was full."""
+    if kind.startswith("/dev/"):
+        path, feeder = kind, None
+    else:
+        path = str(tmp_path / "endless")
+        head = b""
+        if kind == "npy":
+            sink = io.BytesIO()
+            np.save(sink, digits_rows)
+            head, kind = sink.getvalue(), "zeros"
+        feeder = Feeder(Path(path), head, FILLERS[kind])
+    with pytest.raises(InputDataError) as info:
+        open_source(path, ReadOptions(input_format="parquet"))
+    assert str(info.value) == f"{path}: {NOT_PARQUET}"
+    assert spools.written == []  # nothing was copied
+    if feeder is not None:
+        assert feeder.join() < AT_ONCE
+
+
+@pytest.mark.parametrize("head", [b"\0\0\0\0", b"PAR2", b"par1"])
+def test_a_file_and_a_stream_that_do_not_start_as_parquet_are_refused_alike(
+        tmp_path, digits_rows, spools, head):
+    """Even with a valid footer: a stream cannot be checked at its end before it is copied,
+    so neither is a file (pyarrow read such a file, and said "magic bytes not found in
+    footer" of one without a footer)."""
+    data = head + parquet_bytes(table_of(digits_rows[:10]))[4:]
+    file = tmp_path / "x.parquet"
+    file.write_bytes(data)
+    with pytest.raises(InputDataError) as of_file:
+        open_source(str(file))
+    path = tmp_path / "pipe.parquet"
+    feeder = Feeder(path, data)
+    with pytest.raises(InputDataError) as of_stream:
+        open_source(str(path))
+    feeder.join()
+    assert str(of_file.value) == f"{file}: {NOT_PARQUET}"
+    assert str(of_stream.value) == f"{path}: {NOT_PARQUET}"
+    assert spools.written == []
+
+
+@pytest.mark.parametrize("keep", ["3 bytes", "the magic", "half", "all but the last byte"])
+def test_a_parquet_stream_cut_short_is_refused_as_the_file_is(tmp_path, digits_rows, spools,
+                                                              keep):
+    whole = parquet_bytes(table_of(digits_rows[:50]))
+    data = whole[:{"3 bytes": 3, "the magic": 4, "half": len(whole) // 2,
+                   "all but the last byte": len(whole) - 1}[keep]]
+    file = tmp_path / "x.parquet"
+    file.write_bytes(data)
+    with pytest.raises(InputDataError) as of_file:
+        open_source(str(file))
+    path = tmp_path / "pipe"
+    feeder = Feeder(path, data)
+    with pytest.raises(InputDataError) as of_stream:
+        open_source(str(path), ReadOptions(input_format="parquet"))
+    feeder.join()
+    assert str(of_stream.value) == str(of_file.value).replace(str(file), str(path))
+    assert "not a valid Parquet file" in str(of_stream.value)
+    assert spools.written == [len(data)] and spools.all_closed()
+
+
+def test_a_parquet_stream_that_never_ends_fills_the_disk_then_fails_in_one_line(
+        tmp_path, spools):
+    """A stream that starts as Parquet must be copied whole (its footer is at its end): when
+    the disk is full the error is one line, and the temporary file is gone."""
+    import errno
+    import tempfile
+
+    from digits_onnx.inference import ReadError
+
+    spools.cap, spools.error = 3 << 20, errno.ENOSPC
+    path = tmp_path / "pipe"
+    feeder = Feeder(path, b"PAR1", FILLERS["noise"])
+    with pytest.raises(ReadError) as info:
+        open_source(str(path))
+    assert str(info.value) == (f"{path}: cannot copy the stream to a temporary file in "
+                               f"{tempfile.gettempdir()} (No space left on device); set "
+                               "TMPDIR to use another directory")
+    assert info.value.exit_code == 74
+    assert len(spools.files) == 1 and spools.all_closed()
+    assert feeder.join() < (3 << 20) + AT_ONCE
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "-"])
+def test_the_command_line_fails_an_endless_stream_that_is_not_parquet_at_once(tmp_path,
+                                                                              source):
+    """/dev/zero, and a pipe on stdin a thread fills forever: exit 65 and one line, nothing
+    left in the temporary directory, and the pipe read no further than its first bytes."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code, err, fed = score_endless(source, "--input-format", "parquet", "-o",
+                                   str(tmp_path / "z.csv"), filler=FILLERS["noise"], tmp=tmp)
+    name = "<stdin>" if source == "-" else source
+    assert (code, err) == (65, f"digits-score: error: {name}: {NOT_PARQUET}\n")
+    assert left_in(tmp) == [] and not (tmp_path / "z.csv").exists()
+    assert fed is None or fed < AT_ONCE
+
+
+def test_a_valid_parquet_stream_scores_as_the_file_does(tmp_path, digits_rows):
+    """Through stdin and through a FIFO: the same output, byte for byte, as the file's."""
+    table = table_of(np.tile(digits_rows, (3, 1)), id=pa.array([f"r{i}" for i in range(600)]),
+                     label=pa.array(np.arange(600) % 10))
+    file = write(tmp_path, table, row_group_size=250)
+    data = file.read_bytes()
+    args = ("--id-column", "id", "--label-column", "label", "--proba", "-q")
+    assert score_cli(str(file), "-o", str(tmp_path / "file.csv"), *args).returncode == 0
+    proc = score_cli("-", "-o", str(tmp_path / "stdin.csv"), *args, input=data)
+    assert proc.returncode == 0, proc.stderr
+    feeder = Feeder(tmp_path / "pipe", data)
+    proc = score_cli(str(tmp_path / "pipe"), "-o", str(tmp_path / "fifo.csv"), *args)
+    assert proc.returncode == 0, proc.stderr
+    feeder.join()
+    expected = (tmp_path / "file.csv").read_bytes()
+    assert len(expected.splitlines()) == 601
+    assert (tmp_path / "stdin.csv").read_bytes() == expected
+    assert (tmp_path / "fifo.csv").read_bytes() == expected
+
+
+def test_a_full_disk_while_a_parquet_stream_is_copied_exits_74_in_one_line(tmp_path,
+                                                                          digits_rows):
+    import os
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    data = parquet_bytes(table_of(np.tile(digits_rows, (10, 1))), compression="none")
+    assert len(data) > 64 << 10
+    proc = score_cli("-", "-o", str(tmp_path / "out.csv"), input=data,
+                     env={**os.environ, "TMPDIR": str(tmp)}, preexec_fn=disk_limit(64 << 10))
+    assert (proc.returncode, proc.stderr.decode()) == (74, (
+        f"digits-score: error: <stdin>: cannot copy the stream to a temporary file in {tmp} "
+        "(File too large); set TMPDIR to use another directory\n"))
+    assert left_in(tmp) == [] and not (tmp_path / "out.csv").exists()
 
 
 # -- large row groups: read in pieces, once their page headers are proven -------------------

@@ -10,22 +10,19 @@ from __future__ import annotations
 import importlib
 import io
 import os
-import shutil
 import stat
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from ..errors import MissingInputError, UsageError, read_error
 from ..formats import INPUT_FORMATS, input_format_of
 from .read_options import DELIMITER_NAMES, ReadOptions
 from .sniff import HEAD_BYTES, MAGIC, sniff_format
+from .streams import Prefixed, ReadAdapter, read_up_to
 
 if TYPE_CHECKING:
-    from typing_extensions import Buffer
-
     from .base import Batch, Reject, Source
 
 __all__ = [
@@ -96,10 +93,12 @@ def _read_head(path: str) -> tuple[bytes, bool]:
 def open_source(path: str, options: ReadOptions | None = None) -> Source:
     """Open one input (a path, or ``-`` for stdin) for reading in batches.
 
-    A regular file is read where it lies. A stream (stdin, a named pipe, ``/dev/stdin``) is
-    read once, as it comes: its first bytes decide its format when neither the option nor
-    the extension does, CSV is parsed as it arrives, and NPY and Parquet, which need random
-    access, are copied to an anonymous temporary file first.
+    A regular file is read where it lies. A stream (stdin, a named pipe, ``/dev/stdin``, a
+    device) is read once, as it comes: its first bytes decide its format when neither the
+    option nor the extension does, and CSV is parsed as it arrives. NPY and Parquet need
+    random access: their readers check a stream's first bytes as a file's (an NPY header,
+    Parquet's magic), then copy it to an anonymous temporary file (an NPY stream no further
+    than its header declares).
     """
     from .csv import CsvSource
     from .npy import NpySource
@@ -108,29 +107,32 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
     options = options or ReadOptions()
     display = "<stdin>" if path == STDIN else path
     stream = _open(path)
-    fmt = ""
+    owned = False  # whether the source holds the stream (else it holds a copy, or a dup)
     try:
         fmt, stream = _format_of(path, stream, options.input_format)
         if fmt.startswith("tsv") and options.delimiter is None:
             options = replace(options, delimiter="\t")
-        if fmt in ("npy", "parquet") and not _is_regular(stream):
-            spooled = _spool(stream)
-            stream.close()
-            stream = spooled
-        if fmt == "npy":
-            return NpySource(os.dup(stream.fileno()), display, options)
-        if fmt == "parquet":
-            return ParquetSource(stream, display, options)
-        return CsvSource(stream, display, options, gz=fmt.endswith(".gz"))
+        regular = _is_regular(stream)
+        source: Source
+        if fmt == "npy" and regular:
+            source = NpySource(os.dup(stream.fileno()), display, options)
+        elif fmt == "npy":
+            source = NpySource.from_stream(stream, display, options)
+        elif fmt == "parquet" and regular:
+            source, owned = ParquetSource(stream, display, options), True
+        elif fmt == "parquet":
+            source = ParquetSource.from_stream(stream, display, options)
+        else:
+            source, owned = CsvSource(stream, display, options, gz=fmt.endswith(".gz")), True
     except OSError as exc:
         stream.close()
         raise read_error(display, exc) from None
     except BaseException:
         stream.close()
         raise
-    finally:
-        if fmt == "npy":
-            stream.close()
+    if not owned:
+        stream.close()
+    return source
 
 
 def _open(path: str) -> io.BufferedIOBase:
@@ -138,7 +140,8 @@ def _open(path: str) -> io.BufferedIOBase:
         stdin = sys.stdin.buffer
         if isinstance(stdin, io.BufferedIOBase):
             return stdin
-        return _spool(stdin)  # a replaced sys.stdin that cannot read into buffers
+        # A replaced sys.stdin that cannot read into buffers: read as it comes all the same.
+        return io.BufferedReader(ReadAdapter(stdin))
     try:
         return open(path, "rb")
     except FileNotFoundError:
@@ -172,51 +175,8 @@ def _format_of(path: str, stream: io.BufferedIOBase,
     if _is_regular(stream):
         head = os.pread(stream.fileno(), HEAD_BYTES, 0)
         return detect_format(path, head=head), stream
-    head = _read_up_to(stream, max(len(m) for m in MAGIC))
-    return detect_format(path, head=head), io.BufferedReader(_Prefixed(head, stream))
-
-
-def _read_up_to(stream: io.BufferedIOBase, n: int) -> bytes:
-    head = b""
-    while len(head) < n and (more := stream.read(n - len(head))):
-        head += more
-    return head
-
-
-class _Prefixed(io.RawIOBase):
-    """Bytes already read from a stream, then the rest of the stream."""
-
-    def __init__(self, head: bytes, rest: io.BufferedIOBase) -> None:
-        self._head, self._rest = head, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Buffer, /) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        return self._rest.readinto(view) or 0
-
-    def close(self) -> None:
-        if not self.closed:
-            self._rest.close()
-        super().close()
-
-
-def _spool(stream: BinaryIO | io.BufferedIOBase) -> io.BufferedIOBase:
-    """Copy a stream to an anonymous temporary file, for formats that need random access."""
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the Source, closed by it
-    try:
-        shutil.copyfileobj(stream, spool, 1 << 20)
-        spool.seek(0)
-    except BaseException:
-        spool.close()
-        raise
-    return spool
+    head = read_up_to(stream, max(len(m) for m in MAGIC))
+    return detect_format(path, head=head), io.BufferedReader(Prefixed(head, stream))
 
 
 def __getattr__(name: str) -> object:

@@ -1,7 +1,9 @@
 """NPY reader: positioned reads of row ranges, never a memory map and never a pickle.
 
 The header is checked against the file size before anything is allocated, and rows are read
-with ``os.pread``, so a file truncated while it is scored gives an error, not a SIGBUS.
+with ``os.pread``, so a file truncated while it is scored gives an error, not a SIGBUS. A
+pipe or a device is checked by the same header reader before anything is copied, then no
+more than the bytes its header declares are copied to a temporary file.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 from ..contract import IMAGE_SHAPE, N_FEATURES
-from ..errors import InputDataError, UsageError
+from ..errors import InputDataError, UsageError, read_error
 from .base import Batch, Reject, Source, value_problem
 from .read_options import NPY_HAS_NO_COLUMNS, ReadOptions
+from .streams import read_up_to, spool
 
 MAGIC = npy_format.MAGIC_PREFIX
 MAX_HEADER_BYTES = 10_000
@@ -28,7 +32,7 @@ MAX_HEADER_BYTES = 10_000
 SHORTEST_PREFIX = npy_format.MAGIC_LEN + 2
 ACCEPTED_KINDS = "iuf"
 #: Header readers by format version, and the width of the header length that follows the
-#: version. 3.0 differs from 2.0 only in allowing UTF-8 text (see ``_read_header``).
+#: version. 3.0 differs from 2.0 only in allowing UTF-8 text (see ``_numpy_header``).
 HEADER_READERS: dict[tuple[int, int], Callable[..., tuple[tuple[int, ...], bool, np.dtype]]] = {
     (1, 0): npy_format.read_array_header_1_0,
     (2, 0): npy_format.read_array_header_2_0,
@@ -58,6 +62,99 @@ def _kind_problem(dtype: np.dtype) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Header:
+    """What an NPY header declares, checked: a numeric (N, 64) or (N, 8, 8) array."""
+
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    #: Where the array's bytes start (the header's length).
+    data_start: int
+
+    @property
+    def n_rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole file: the header, then the array it declares."""
+        return self.data_start + self.n_rows * N_FEATURES * self.dtype.itemsize
+
+
+def read_header(prefix: Callable[[int], bytes], fail: Callable[[str], Exception]) -> Header:
+    """The header of an NPY file or stream, every check that needs no more than it made.
+
+    ``prefix(n)`` gives the input's first ``n`` bytes, fewer only when it is shorter: a
+    ``pread`` of a file, or what a stream gave so far. At most ``MAX_HEADER_BYTES`` and a few
+    are asked for, so a stream that is not NPY fails on its first bytes; whether the input
+    holds the bytes the header declares is the caller's to check (``Header.size``).
+    """
+    prefix12 = prefix(12)
+    if not prefix12:
+        raise fail("the file is empty")
+    if not prefix12.startswith(MAGIC):
+        raise fail("not an NPY file (bad magic bytes); was it written by numpy.save?")
+    if len(prefix12) < SHORTEST_PREFIX:
+        raise fail("the NPY header is truncated")
+    version = npy_format.read_magic(io.BytesIO(prefix12))
+    if version not in HEADER_READERS:
+        raise fail(f"unsupported NPY format version {version[0]}.{version[1]}")
+    start = npy_format.MAGIC_LEN + LENGTH_BYTES[version]
+    if len(prefix12) < start:
+        raise fail("the NPY header is truncated")
+    hlen = int.from_bytes(prefix12[npy_format.MAGIC_LEN:start], "little")
+    if hlen > MAX_HEADER_BYTES:
+        raise fail(f"the NPY header claims {hlen} bytes; refusing a header that large")
+    raw = prefix(start + hlen)
+    if len(raw) < start + hlen:
+        raise fail("the NPY header is truncated")
+    shape, fortran, dtype = _numpy_header(version, raw, start, fail)
+    if not all(d >= 0 for d in shape):
+        raise fail("the NPY header is not valid")
+    problem = _kind_problem(dtype)
+    if problem:
+        raise fail(f"the array {problem}")
+    if not ((len(shape) == 2 and shape[1] == N_FEATURES)
+            or (len(shape) == 3 and shape[1:] == IMAGE_SHAPE)):
+        raise fail(
+            f"the array has shape {shape}; expected (N, {N_FEATURES}) or "
+            f"(N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]})"
+        )
+    return Header(shape, fortran, dtype, start + hlen)
+
+
+def _numpy_header(version: tuple[int, int], raw: bytes, start: int,
+                  fail: Callable[[str], Exception]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """numpy's own header reader, behind two guards.
+
+    The header must first be a Python expression: numpy would retry one that is not as a
+    Python 2 header (with a warning), and a header of thousands of nested operators
+    overflows the parser.
+    """
+    try:
+        source = raw[start:].decode("utf-8" if version == (3, 0) else "latin1")
+    except UnicodeDecodeError:
+        raise fail("the NPY header is not valid") from None
+    if version == (3, 0):
+        # 3.0 is 2.0 with UTF-8 text, which numpy writes only for field names beyond
+        # Latin-1. Escaped, the same literal is ASCII and reads as 2.0, so a structured
+        # dtype is still named when it is refused.
+        source = source.encode("ascii", "backslashreplace").decode("ascii")
+        raw = raw[:npy_format.MAGIC_LEN] + len(source).to_bytes(4, "little") + source.encode()
+    head = io.BytesIO(raw)
+    head.seek(npy_format.MAGIC_LEN)
+    try:
+        ast.parse(source, mode="eval")
+        # The size bound was checked on the bytes; escaping may have lengthened them.
+        return HEADER_READERS[version](head, max_header_size=max(len(source),
+                                                                 MAX_HEADER_BYTES))
+    except (SyntaxError, ValueError, TypeError, KeyError):
+        raise fail("the NPY header is not valid") from None
+    except (RecursionError, MemoryError):  # the parser's stack, on a header of 10 kB
+        raise fail("the NPY header is not valid: it nests too deeply") from None
+
+
 class NpySource(Source):
     """Reads (N, 64) or (N, 8, 8) arrays of any integer or float dtype, byte order and layout."""
 
@@ -80,6 +177,38 @@ class NpySource(Source):
             os.close(fd)  # the caller only gets a source that opened
             raise
 
+    @classmethod
+    def from_stream(cls, stream: io.BufferedIOBase, display: str,
+                    options: ReadOptions) -> NpySource:
+        """Read a pipe or a device: its header first, checked as a file's is, then no more
+        than the bytes it declares copied to a temporary file (positioned reads need one).
+
+        A stream that is not NPY fails on its first bytes; one that ends early fails as a
+        truncated file does, and one that goes on after the array as soon as it does.
+        """
+        if options.names_columns():
+            raise UsageError(f"{display}: {NPY_HAS_NO_COLUMNS}")
+        head = bytearray()
+
+        def prefix(n: int) -> bytes:
+            if len(head) < n:
+                try:
+                    head.extend(read_up_to(stream, n - len(head)))
+                except OSError as exc:
+                    raise read_error(display, exc) from None
+            return bytes(head[:n])
+
+        def fail(message: str) -> InputDataError:
+            return InputDataError(f"{display}: {message}")
+
+        header = read_header(prefix, fail)
+        spooled, more = spool(stream, display, head=bytes(head), limit=header.size)
+        with spooled:
+            if more:
+                raise fail(f"the stream goes on after the array it declares ({header.size} "
+                           "bytes in all); it may hold several arrays, which is not supported")
+            return cls(os.dup(spooled.fileno()), display, options)
+
     def _fail(self, message: str) -> InputDataError:
         return InputDataError(f"{self.display}: {message}")
 
@@ -93,44 +222,15 @@ class NpySource(Source):
         return data
 
     def _parse_header(self) -> None:
-        if self.size == 0:
-            raise self._fail("the file is empty")
-        prefix = os.pread(self._fd, 12, 0)
-        if not prefix.startswith(MAGIC):
-            raise self._fail("not an NPY file (bad magic bytes); was it written by numpy.save?")
-        if len(prefix) < SHORTEST_PREFIX:
-            raise self._fail("the NPY header is truncated")
-        version = npy_format.read_magic(io.BytesIO(prefix))
-        if version not in HEADER_READERS:
-            raise self._fail(f"unsupported NPY format version {version[0]}.{version[1]}")
-        start = npy_format.MAGIC_LEN + LENGTH_BYTES[version]
-        if len(prefix) < start:
-            raise self._fail("the NPY header is truncated")
-        hlen = int.from_bytes(prefix[npy_format.MAGIC_LEN:start], "little")
-        if hlen > MAX_HEADER_BYTES:
-            raise self._fail(f"the NPY header claims {hlen} bytes; refusing a header that large")
-        if start + hlen > self.size:
-            raise self._fail("the NPY header is truncated")
-        shape, fortran, dtype = self._read_header(version, self._pread(start + hlen, 0), start)
-        if not all(d >= 0 for d in shape):
-            raise self._fail("the NPY header is not valid")
-        problem = _kind_problem(dtype)
-        if problem:
-            raise self._fail(f"the array {problem}")
-        if not ((len(shape) == 2 and shape[1] == N_FEATURES)
-                or (len(shape) == 3 and shape[1:] == IMAGE_SHAPE)):
-            raise self._fail(
-                f"the array has shape {shape}; expected (N, {N_FEATURES}) or "
-                f"(N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]})"
-            )
-        self.n_rows = shape[0]
-        self.dtype = dtype
+        header = read_header(lambda n: os.pread(self._fd, n, 0), self._fail)
+        self.n_rows = header.n_rows
+        self.dtype = header.dtype
         #: Bytes one row takes in the file (for cutting it into parts).
-        self.row_bytes = N_FEATURES * dtype.itemsize
-        self.fortran = fortran
-        self.shape = shape
-        self.data_start = start + hlen
-        expected = self.data_start + self.n_rows * N_FEATURES * dtype.itemsize
+        self.row_bytes = N_FEATURES * header.dtype.itemsize
+        self.fortran = header.fortran
+        self.shape = header.shape
+        self.data_start = header.data_start
+        expected = header.size
         if self.size < expected:
             raise self._fail(
                 f"the file is truncated: its header declares {self.n_rows} rows "
@@ -141,36 +241,6 @@ class NpySource(Source):
                 f"the file has {self.size - expected} bytes after the array it declares; "
                 "it may hold several arrays, which is not supported"
             )
-
-    def _read_header(self, version: tuple[int, int], raw: bytes,
-                     start: int) -> tuple[tuple[int, ...], bool, np.dtype]:
-        """numpy's own header reader, behind two guards.
-
-        The header must first be a Python expression: numpy would retry one that is not as a
-        Python 2 header (with a warning), and a header of thousands of nested operators
-        overflows the parser.
-        """
-        try:
-            source = raw[start:].decode("utf-8" if version == (3, 0) else "latin1")
-        except UnicodeDecodeError:
-            raise self._fail("the NPY header is not valid") from None
-        if version == (3, 0):
-            # 3.0 is 2.0 with UTF-8 text, which numpy writes only for field names beyond
-            # Latin-1. Escaped, the same literal is ASCII and reads as 2.0, so a structured
-            # dtype is still named when it is refused.
-            source = source.encode("ascii", "backslashreplace").decode("ascii")
-            raw = raw[:npy_format.MAGIC_LEN] + len(source).to_bytes(4, "little") + source.encode()
-        head = io.BytesIO(raw)
-        head.seek(npy_format.MAGIC_LEN)
-        try:
-            ast.parse(source, mode="eval")
-            # The size bound was checked on the bytes; escaping may have lengthened them.
-            return HEADER_READERS[version](head, max_header_size=max(len(source),
-                                                                     MAX_HEADER_BYTES))
-        except (SyntaxError, ValueError, TypeError, KeyError):
-            raise self._fail("the NPY header is not valid") from None
-        except (RecursionError, MemoryError):  # the parser's stack, on a header of 10 kB
-            raise self._fail("the NPY header is not valid: it nests too deeply") from None
 
     def _column_offsets(self) -> np.ndarray:
         """Byte offset of each feature's first value in a Fortran-ordered file."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from .base import (
 from .csv_diagnosis import INT_PATTERN, castable
 from .parquet_pages import PageError, check_chunk, chunk_ranges
 from .read_options import KEEP_ALL, ReadOptions
+from .streams import read_up_to, spool
 
 #: Decoded bytes a record batch may take (rows = this / (8 bytes x columns read)): Arrow
 #: holds a few batches while it decodes, so this bounds the reader's memory.
@@ -47,6 +48,8 @@ BATCH_BYTES = 8 << 20
 READ_WHOLE_BYTES = 64 << 20
 #: The piece of a column chunk read at a time.
 BUFFER_BYTES = 1 << 20
+#: The bytes a Parquet file starts (and ends) with; "PARE" where its footer is encrypted.
+MAGICS = (b"PAR1", b"PARE")
 
 
 def _id_type_ok(t: pa.DataType) -> bool:
@@ -89,6 +92,9 @@ class ParquetSource(Source):
         self._stream = stream
         self._chunks: list[list[tuple[int, int]]] | None = None
         try:
+            stream.seek(0)
+            _check_magic(stream.read(len(MAGICS[0])), self._fail)
+            stream.seek(0)
             self._file = pq.ParquetFile(stream, pre_buffer=False,
                                         page_checksum_verification=True)
             schema = self._file.schema_arrow
@@ -155,6 +161,24 @@ class ParquetSource(Source):
         else:  # duplicate names cannot select columns: read them all
             self._columns = None
             self._position = {i: i for i in range(len(names))}
+
+    @classmethod
+    def from_stream(cls, stream: io.BufferedIOBase, display: str,
+                    options: ReadOptions) -> ParquetSource:
+        """Read a pipe or a device: its magic bytes first, checked as a file's are, then the
+        whole stream copied to a temporary file (the footer, which says what the file holds,
+        is at its end)."""
+        try:
+            head = read_up_to(stream, len(MAGICS[0]))
+        except OSError as exc:
+            raise read_error(display, exc) from None
+        _check_magic(head, lambda message: InputDataError(f"{display}: {message}"))
+        spooled, _ = spool(stream, display, head=head)
+        try:
+            return cls(spooled, display, options)
+        except BaseException:
+            spooled.close()
+            raise
 
     def _buffered_file(self, stream: io.BufferedIOBase) -> Any:
         """The same file opened to read column chunks in pieces, when it is too large to read
@@ -372,6 +396,14 @@ class ParquetSource(Source):
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _check_magic(head: bytes, fail: Callable[[str], Exception]) -> None:
+    """Refuse an input whose first bytes are not Parquet's magic: a stream is checked before
+    it is copied, and a file the same way, with the same words. Fewer bytes are a whole input
+    too short to be Parquet, which pyarrow names by its size."""
+    if len(head) >= len(MAGICS[0]) and head[:len(MAGICS[0])] not in MAGICS:
+        raise fail("not a valid Parquet file (bad magic bytes: it does not start with PAR1)")
 
 
 def _first_line(exc: BaseException) -> str:

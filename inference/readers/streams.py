@@ -1,15 +1,27 @@
-"""Byte streams under the CSV reader: a pass-through that hashes what it reads, and one
-range of a file read with ``os.pread`` (for scoring a large file in parts)."""
+"""Byte streams under the readers: a pass-through that hashes what it reads, one range of a
+file read with ``os.pread`` (for scoring a large file in parts), and what reading a pipe or a
+device takes: its first bytes, read and handed back in front of the rest, and a bounded copy
+to a temporary file for the formats that need random access (NPY, Parquet).
+
+Light on purpose (no numpy, no pyarrow): the command line loads it before the scoring stack.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
-from typing import TYPE_CHECKING
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ReadError, read_error
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+#: Bytes copied at a time from a stream to its temporary file.
+SPOOL_CHUNK = 1 << 20
 
 
 class HashingReader(io.RawIOBase):
@@ -81,3 +93,117 @@ def line_start(fd: int, pos: int) -> int:
             return offset + found + 1
         offset += len(chunk)
     return offset
+
+
+def read_up_to(stream: io.BufferedIOBase, n: int) -> bytes:
+    """The next ``n`` bytes of a stream, fewer only where it ends (a pipe may give less a
+    read)."""
+    head = b""
+    while len(head) < n and (more := stream.read(n - len(head))):
+        head += more
+    return head
+
+
+class Prefixed(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: io.BufferedIOBase) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(view) or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._rest.close()
+        super().close()
+
+
+class ReadAdapter(io.RawIOBase):
+    """Any object with ``read(n)`` (a replaced ``sys.stdin.buffer``) as a raw stream, to be
+    buffered and read as it comes."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._raw.read(len(view)) or b""
+        view[:len(data)] = data
+        return len(data)
+
+
+def spool(stream: io.BufferedIOBase, display: str, *, head: bytes = b"",
+          limit: int | None = None) -> tuple[io.BufferedRandom, bool]:
+    """Copy ``head`` (bytes already read from the stream), then the rest of the stream, to an
+    anonymous temporary file; return it at its start, and whether the stream goes on.
+
+    With a ``limit``, at most that many bytes in all are copied, and one more is read to tell
+    whether the stream goes on (a stream longer than its format declares); without one the
+    stream is copied to its end. The caller checks what it can of the format before: a stream
+    that is not what it claims fails on its first bytes, not once it has filled the disk.
+
+    A read that fails is the stream's I/O error; a write that fails (the disk is full) is one
+    line naming the directory, and the temporary file is gone (it never had a name).
+    """
+    try:
+        out = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, closed by it
+    except OSError as exc:
+        raise _spool_error(display, exc) from None
+    try:
+        _write(out, head, display)
+        left = None if limit is None else limit - len(head)
+        while left is None or left > 0:
+            try:
+                chunk = stream.read(SPOOL_CHUNK if left is None else min(SPOOL_CHUNK, left))
+            except OSError as exc:
+                raise read_error(display, exc) from None
+            if not chunk:
+                break
+            _write(out, chunk, display)
+            if left is not None:
+                left -= len(chunk)
+        more = False
+        if left is not None and left <= 0:
+            try:
+                more = left < 0 or bool(stream.read(1))
+            except OSError as exc:
+                raise read_error(display, exc) from None
+        try:
+            out.flush()
+            out.seek(0)
+        except OSError as exc:
+            raise _spool_error(display, exc) from None
+    except BaseException:
+        with contextlib.suppress(OSError):  # the flush of a full disk fails again
+            out.close()
+        raise
+    return out, more
+
+
+def _write(out: io.BufferedRandom, data: bytes, display: str) -> None:
+    try:
+        out.write(data)
+    except OSError as exc:
+        raise _spool_error(display, exc) from None
+
+
+def _spool_error(display: str, exc: OSError) -> ReadError:
+    try:
+        where = f" in {tempfile.gettempdir()}"
+    except OSError:  # no usable temporary directory: the error says so
+        where = ""
+    return ReadError(f"{display}: cannot copy the stream to a temporary file{where} "
+                     f"({exc.strerror or exc}); set TMPDIR to use another directory")
