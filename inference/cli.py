@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = p.add_argument_group("validation")
     val.add_argument("--on-error", metavar=_choices(ON_ERROR), default="fail",
                      help="fail: a bad row fails its file (default); skip: score the good rows "
-                     "and write the bad ones to <stem>.rejects.csv")
+                     "and write the bad ones to <output stem>.rejects.csv")
     val.add_argument("--strict", action="store_true",
                      help=f"values outside {FEATURE_MIN:g}..{FEATURE_MAX:g} are errors, "
                      "not warnings")

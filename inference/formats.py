@@ -20,6 +20,9 @@ SUFFIXES = {
     ".jsonl": "jsonl", ".ndjson": "jsonl",
 }
 _LONGEST_FIRST = sorted(SUFFIXES, key=len, reverse=True)
+#: The ending of a reject report's name (``out.csv`` -> ``out.rejects.csv``): kept for the
+#: reports, never an input of a directory scan nor an output's name.
+REJECTS_SUFFIX = ".rejects.csv"
 
 
 def split_format(name: str) -> tuple[str, str | None]:

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MissingInputError, ReadError, UsageError
-from .formats import OUTPUT_FORMATS
+from .formats import OUTPUT_FORMATS, REJECTS_SUFFIX
 from .readers import STDIN, detect_format
 
 #: Names a directory scan never takes as inputs: the scorer's own outputs (in every output
 #: format) and reject reports. Hidden files (the bookkeeping folder) are never taken either.
-OWN_SUFFIXES = (*(f".pred.{fmt}" for fmt in OUTPUT_FORMATS), ".rejects.csv")
+OWN_SUFFIXES = (*(f".pred.{fmt}" for fmt in OUTPUT_FORMATS), REJECTS_SUFFIX)
 
 
 def expand_inputs(inputs: list[str], input_format: str | None = None,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import DigitsError, OutputError, UsageError
-from .formats import split_format
+from .formats import REJECTS_SUFFIX, split_format
 from .fsio import is_special, output_lock, remove_leftovers
 from .inputs import OWN_SUFFIXES, expand_inputs, file_key
 from .journal import check_journal, journal_path, release_journals
@@ -55,11 +55,15 @@ def output_path_for(src: str, out_dir: Path, fmt: str) -> Path:
 
 
 def rejects_path_for(src: str, dst: str) -> Path:
-    """Where the reject report of ``src`` goes: beside its output (the working directory for
-    stdout)."""
-    stem = "stdin" if src == STDIN else input_stem(src)
-    folder = Path.cwd() if is_stream(dst) else Path(dst).parent
-    return folder / f"{stem}.rejects.csv"
+    """Where the reject report of the output ``dst`` goes: beside it, named after it
+    (``out.csv`` -> ``out.rejects.csv``, ``a.pred.csv`` -> ``a.rejects.csv``), so two
+    outputs of one input never share a report. A stream has no name: its report goes to the
+    working directory, named after the input."""
+    if is_stream(dst):
+        return Path.cwd() / f"{'stdin' if src == STDIN else input_stem(src)}{REJECTS_SUFFIX}"
+    path = Path(dst)
+    stem = split_format(path.name)[0]
+    return path.with_name(f"{stem.removesuffix('.pred') or stem}{REJECTS_SUFFIX}")
 
 
 def goes_to_stdout(path: str) -> bool:
@@ -249,6 +253,9 @@ def check_paths(plan: RunPlan, *, model_path: Path | None,
             targets.append(("<stdout>", "output", key))
         else:
             check_target(dst, what="output", may_stream=explicit)
+            if not is_stream(dst) and Path(dst).name.endswith(REJECTS_SUFFIX):
+                raise OutputError(f"{dst}: names ending in {REJECTS_SUFFIX} are kept for reject "
+                                  "reports; give the output another name")
             key = identity(dst)
             if key is not None and key == identity(src):
                 own = "stdin (the same file)" if src == STDIN else "its own input"

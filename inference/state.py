@@ -195,11 +195,38 @@ def up_to_date(src: str, dst: Path, model_sha256: str,
     recorded = state.get("input")
     if not isinstance(recorded, dict) or recorded.get("size") != key[0]:
         return None
-    if state["output"].get("size") != dst.stat().st_size:
+    if state["output"].get("size") != dst.stat().st_size or not _report_intact(dst, state):
         return None
     if recorded.get("identity") == list(key):
         return state
     return state if same_content(src, recorded, key[0]) else None
+
+
+def _report_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The name and size of the reject report a committed output has (None: it has none)."""
+    if not summary.get("rejects_file"):
+        return None
+    report = Path(summary["rejects_file"])
+    return {"name": os.fsencode(report.name).hex(), "size": report.stat().st_size}
+
+
+def _report_intact(dst: Path, state: dict[str, Any]) -> bool:
+    """Whether the reject report the record names is still beside ``dst``, as written: an
+    output whose rejected rows are nowhere is not up to date."""
+    summary = state.get("summary")
+    if not isinstance(summary, dict):
+        return False
+    if not summary.get("rejects_file"):
+        return True
+    facts = state.get("rejects")
+    if not isinstance(facts, dict) or not isinstance(facts.get("name"), str):
+        return False  # recorded before reports were
+    try:
+        report = dst.with_name(os.fsdecode(bytes.fromhex(facts["name"])))
+        st = os.lstat(report)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == facts.get("size")
 
 
 def write_state(src: str, dst: Path, before: StatKey | None, digest: InputDigest | None,
@@ -222,6 +249,7 @@ def write_state(src: str, dst: Path, before: StatKey | None, digest: InputDigest
         "schema": STATE_SCHEMA,
         "input": recorded,
         "output": {"name": os.fsencode(dst.name).hex(), "size": dst.stat().st_size},
+        "rejects": _report_facts(summary),
         "model_sha256": model_sha256,
         "options": fingerprint,
         "run_id": run_id,

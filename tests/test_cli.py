@@ -210,12 +210,12 @@ def test_skip_writes_good_rows_and_a_reject_report(run, tmp_path, digits_rows, m
     code, _, err = run(src, "-o", out, "--on-error", "skip")
     assert code == 0
     assert "50 rows, 2 rejected" in err[0]
-    assert err[1] == f"  2 rejected rows written to {tmp_path / 'x.rejects.csv'}"
+    assert err[1] == f"  2 rejected rows written to {tmp_path / 'out.rejects.csv'}"
     table = read_csv(out)
     kept = [i for i in range(50) if i not in (4, 19)]
     assert table["row"] == kept
     assert table["label"] == model.predict(digits_rows[kept]).tolist()
-    rejects = read_csv(tmp_path / "x.rejects.csv")
+    rejects = read_csv(tmp_path / "out.rejects.csv")
     assert rejects["row"] == [4, 19]
     assert rejects["line"] == [6, 21]
     assert rejects["reason"][1] == "expected 64 columns, found 10"

@@ -255,7 +255,7 @@ def test_a_kept_parquet_cell_that_is_not_text_rejects_its_row(here, model_path, 
     assert _score(model_path, "in.parquet", "--keep-columns", "raw", "--on-error", "skip",
                   "-o", "out.jsonl") == 0
     assert [(r["row"], r["raw"]) for r in _jsonl(here / "out.jsonl")] == [(0, "a"), (2, "c")]
-    report = (here / "in.rejects.csv").read_text().splitlines()
+    report = (here / "out.rejects.csv").read_text().splitlines()
     assert report[1] == "1,,1,raw,the value is bytes that are not UTF-8 text,"
 
 

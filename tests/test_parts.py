@@ -133,9 +133,8 @@ def test_csv_parts_join_to_the_local_output(tmp_path_factory, model, kinds, head
                                             else delimiter, header=header),
                            on_error=on_error, proba=proba)
     local = _local(src, folder / "local.csv", model, options)
-    rejects = folder / "in.rejects.csv"
-    local_rejects = rejects.read_bytes() if rejects.exists() else None
-    rejects.unlink(missing_ok=True)
+    rejects, local_report = folder / "joined.rejects.csv", folder / "local.rejects.csv"
+    local_rejects = local_report.read_bytes() if local_report.exists() else None
     try:
         joined = _split_and_join(src, folder / "joined.csv", model, options, part_bytes,
                                  before=stat_key(str(src)))
@@ -146,7 +145,7 @@ def test_csv_parts_join_to_the_local_output(tmp_path_factory, model, kinds, head
         assert (folder / "joined.csv").read_bytes() == (folder / "local.csv").read_bytes()
         _assert_ranges_verify(src, folder / "joined.csv", model, options)
         if local.rejected:
-            assert joined.rejects_file == local.rejects_file == str(rejects)
+            assert (joined.rejects_file, local.rejects_file) == (str(rejects), str(local_report))
             assert rejects.read_bytes() == local_rejects
         else:
             assert not rejects.exists() and local_rejects is None
@@ -315,14 +314,12 @@ def test_csv_parts_give_every_output_format_the_local_bytes(tmp_path, model, fmt
         expected = "final"
     assert slice_mode(str(src), str(tmp_path / "x"), options) == expected
     local = _local(src, tmp_path / "local.out", model, options)
-    rejects = tmp_path / "in.rejects.csv"
-    local_rejects = rejects.read_bytes()
-    rejects.unlink()
     joined = _split_and_join(src, tmp_path / "joined.out", model, options, part_bytes=50_000)
     _same(joined, local)
     assert local.rejected == 31
     assert (tmp_path / "joined.out").read_bytes() == (tmp_path / "local.out").read_bytes()
-    assert rejects.read_bytes() == local_rejects
+    assert (tmp_path / "joined.out.rejects.csv").read_bytes() == (
+        tmp_path / "local.out.rejects.csv").read_bytes()
 
 
 def _split_csv(tmp_path: Path, model, options: ScoreOptions, rows: int = 2000,
@@ -691,8 +688,9 @@ def test_kept_columns_survive_the_split_and_the_join(tmp_path, model, fmt, keep)
     options = ScoreOptions(read=ReadOptions(id_column="id", keep_columns=kept),
                            on_error="skip", output_format=fmt)
     local = _local(src, tmp_path / "local.out", model, options)
-    (tmp_path / "in.rejects.csv").unlink()
     joined = _split_and_join(src, tmp_path / "joined.out", model, options, part_bytes=50_000)
     _same(joined, local)
     assert local.scored > 2900
     assert (tmp_path / "joined.out").read_bytes() == (tmp_path / "local.out").read_bytes()
+    assert (tmp_path / "joined.out.rejects.csv").read_bytes() == (
+        tmp_path / "local.out.rejects.csv").read_bytes()

@@ -30,7 +30,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     (["in.csv", "-o", "./sub/../in.csv"],
      "./sub/../in.csv: the output would overwrite its own input"),
     (["in.csv", "-o", "in.rejects.csv"],
-     "in.rejects.csv: the run would write this file twice (as output and as reject report)"),
+     "in.rejects.csv: names ending in .rejects.csv are kept for reject reports"),
     (["in.csv", "in.pred.csv", "--out-dir", "."],
      "in.pred.csv: the output would overwrite the input in.pred.csv"),
     (["in.csv", "-o", "out.csv", "--summary-json", "out.csv"],
