@@ -205,7 +205,7 @@ def run_score(argv: list[str]) -> int:
     except DigitsError as exc:
         if args.summary_json is not None and not args.dry_run:
             _summary_after_failure(args, str(exc), exc.exit_code)
-        _metrics_after_failure(args, exc.exit_code, started)
+        _metrics_after_failure(args, exc.exit_code, started, str(exc))
         raise
     except KeyboardInterrupt:
         if args.summary_json is not None and not args.dry_run:
@@ -287,10 +287,12 @@ def _summary_after_failure(args: argparse.Namespace, message: str, code: int) ->
     try:
         write_summary(args.summary_json, BatchSummary(files=[], error=message, error_code=code))
     except DigitsError as problem:
-        _error(str(problem))
+        if str(problem) != message:  # else it is the failure itself, reported once
+            _error(str(problem))
 
 
-def _metrics_after_failure(args: argparse.Namespace, code: int, started: float) -> None:
+def _metrics_after_failure(args: argparse.Namespace, code: int, started: float,
+                           message: str = "") -> None:
     """The metrics of a run that stopped early, as the summary's (see
     :func:`.metrics.metrics_after_failure`)."""
     if args.metrics_file is None or args.dry_run:
@@ -304,7 +306,8 @@ def _metrics_after_failure(args: argparse.Namespace, code: int, started: float) 
             model_path=Path(args.model) if args.model else bundled_model_path(),
             output=args.output, out_dir=args.out_dir, summary_path=args.summary_json)
     except DigitsError as problem:
-        _error(str(problem))
+        if str(problem) != message:  # else it is the failure itself, reported once
+            _error(str(problem))
 
 
 @contextlib.contextmanager

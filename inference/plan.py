@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
+from .contract import MANIFEST_FILENAME
 from .errors import DigitsError, OutputError, UsageError
 from .formats import REJECTS_SUFFIX, split_format
-from .fsio import is_special, output_lock, remove_leftovers
+from .fsio import BOOKKEEPING, is_special, output_lock, remove_leftovers
 from .inputs import OWN_SUFFIXES, expand_inputs, file_key
 from .journal import check_journal, journal_path, release_journals
 from .options import ScoreOptions, check_run, resolve_output_format
@@ -226,12 +227,33 @@ def report_is_safe(report: str, inputs: Sequence[str], model_path: Path | None,
             files = list(inputs)
     except DigitsError:
         return False
+    if not is_stream(report) and (in_bookkeeping(report) or not _folder_exists(report)):
+        return False
     key = identity(report)
     if key is None:
         return True
-    paths = [*files, *([str(model_path)] if model_path is not None else []),
+    if out_dir is None:  # the reject reports the run would have written
+        files += [str(rejects_path_for(src, output or STDOUT)) for src in files]
+    paths = [*files, *model_files(model_path),
              *([output] if output not in (None, STDOUT) else [])]
     return all(identity(path) != key for path in paths)
+
+
+def model_files(model_path: Path | None) -> list[str]:
+    """The files a run reads for its model: the model and the manifest beside it."""
+    if model_path is None:
+        return []
+    return [str(model_path), str(model_path.with_name(MANIFEST_FILENAME))]
+
+
+def in_bookkeeping(path: str) -> bool:
+    """Whether ``path`` lies in an output directory's bookkeeping folder (its lock and
+    records), however it is spelt: nothing but the scorer's own files go there."""
+    return BOOKKEEPING in Path(os.path.realpath(path)).parent.parts
+
+
+def _folder_exists(path: str) -> bool:
+    return os.path.isdir(os.path.dirname(path) or ".")
 
 
 def check_paths(plan: RunPlan, *, model_path: Path | None,
@@ -241,8 +263,8 @@ def check_paths(plan: RunPlan, *, model_path: Path | None,
     read: dict[Identity, str] = {}
     for src in plan.files:
         read.setdefault(identity(src), src)
-    if model_path is not None:
-        read.setdefault(identity(str(model_path)), str(model_path))
+    for path in model_files(model_path):
+        read.setdefault(identity(path), path)
     read.pop(None, None)
     targets: list[tuple[str, str, Identity]] = []
     for src, dst in plan.pairs:
@@ -274,17 +296,25 @@ def check_paths(plan: RunPlan, *, model_path: Path | None,
         if path == STDOUT:
             continue
         check_target(path, what=name, may_stream=True)
+        if not is_stream(path) and not _folder_exists(path):
+            raise OutputError(f"{path}: the folder {os.path.dirname(path)} does not exist")
         targets.append((path, name, identity(path)))
     written: dict[Identity, str] = {}
     for path, what, key in targets:
         if key is None:
             continue
+        if path != "<stdout>" and not is_stream(path) and in_bookkeeping(path):
+            raise OutputError(f"{path}: {_the(what)} would be written in a bookkeeping folder "
+                              f"({BOOKKEEPING}), which holds the scorer's lock and records; "
+                              "give a path outside it")
         if key in read:
             source = read[key]
             if source == STDIN:
                 source = "stdin (the same file)"
             elif model_path is not None and source == str(model_path):
                 source = f"the model {source}"
+            elif source in model_files(model_path):
+                source = f"the model's manifest {source}"
             else:
                 source = f"the input {source}"
             raise OutputError(f"{path}: {_the(what)} would overwrite {source}")

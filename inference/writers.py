@@ -370,10 +370,13 @@ def write_report(path: str, data: bytes) -> None:
     if path == STDOUT or is_special(path):
         try:
             sink = stream_sink(path)
-            sink.write(data)
-            sink.flush()
-            if path != STDOUT:
-                sink.close()
+            try:
+                sink.write(data)
+                sink.flush()
+            finally:
+                if path != STDOUT:
+                    with contextlib.suppress(OSError):  # what flush could not write
+                        sink.close()
         except OSError as exc:
             raise write_error(path, exc) from None
         return

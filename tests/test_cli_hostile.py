@@ -406,7 +406,7 @@ def test_rows_the_model_overflows_on_are_rejects_not_a_failed_file(here, digits_
     rows = [json.loads(line) for line in Path("out.jsonl").read_text().splitlines()]
     assert [(r["row"], r["name"]) for r in rows] == [(0, "n0"), (1, "n1"), (3, "n3"),
                                                      (4, "n4"), (5, "n5")]
-    report = Path("x.rejects.csv").read_text().splitlines()
+    report = Path("out.rejects.csv").read_text().splitlines()
     assert report[1] == ("2,4,3,f1,value 3e+38 is so far outside the training range 0..16 "
                          "that the model's probabilities overflow,")
     (summary,) = json.loads(Path("s.json").read_text())["files"]
