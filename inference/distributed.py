@@ -37,7 +37,6 @@ from typing import Any
 from .errors import (
     ClusterError,
     DigitsError,
-    MissingInputError,
     OutputError,
     UsageError,
     internal_error,
@@ -55,7 +54,7 @@ from .parts import (
     worker_model,
     worker_options,
 )
-from .pipeline import check_source_options, score_one, skipped_summary
+from .pipeline import check_exists, check_source_options, score_one, skipped_summary
 from .plan import Report, hold_outputs, leftover_names, plan_run
 from .readers import STDIN, detect_format, open_source
 from .readers.npy import NpySource
@@ -192,8 +191,7 @@ def _submit(client: Any, src: str, dst: str, model: Model, options: ScoreOptions
     plan = _Planned(src, dst)
     abs_src, abs_dst = os.path.abspath(src), os.path.abspath(dst)
     try:
-        if src != STDIN and not os.path.exists(src):
-            raise MissingInputError(f"{src}: no such file")
+        check_exists(src)
         if same_file(src, Path(dst)):
             raise OutputError(f"{dst}: the output would overwrite its own input")
         check_source_options(src, options)

@@ -8,6 +8,7 @@ created exclusively in the destination directory, is fsynced, then renamed into 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -158,6 +159,8 @@ def output_lock(directory: Path) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+            raise OutputError(f"{path}: the lock is a symbolic link; remove it") from None
         raise OutputError(
             f"{directory}: cannot lock the output directory ({path}: {exc.strerror})"
         ) from None

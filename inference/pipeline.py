@@ -127,10 +127,22 @@ def check_input(src: str, dst: str) -> None:
     """The checks before anything of ``src`` is read: it exists, and it is not ``dst``."""
     if not is_stream(dst) and same_file(src, Path(dst)):
         raise OutputError(f"{dst}: the output would overwrite its own input")
-    if src != STDIN and not os.path.exists(src):
-        raise MissingInputError(f"{src}: no such file")
+    check_exists(src)
     if src == STDIN and sys.stdin is None:
         raise MissingInputError("<stdin>: stdin is closed; give an input file")
+
+
+def check_exists(src: str) -> None:
+    """MissingInputError when ``src`` cannot be found, saying why (a name too long, a loop
+    of links, a folder that cannot be searched are not "no such file")."""
+    if src == STDIN:
+        return
+    try:
+        os.stat(src)
+    except FileNotFoundError:
+        raise MissingInputError(f"{src}: no such file") from None
+    except OSError as exc:
+        raise MissingInputError(f"{src}: cannot open it ({exc.strerror})") from None
 
 
 def check_source_options(src: str, options: ScoreOptions) -> None:

@@ -180,8 +180,13 @@ def test_a_planted_file_in_an_out_dir_is_refused(here, run, kind):
 
 # -- the bookkeeping cannot be planted ----------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
-def test_a_planted_lock_is_never_followed(here, run, kind):
+@pytest.mark.parametrize(("kind", "message"), [
+    ("symlink", "out/.digits-score/lock: the lock is a symbolic link; remove it"),
+    ("fifo", "out/.digits-score/lock: the lock is not a regular file; remove it"),
+    ("directory", "out: cannot lock the output directory (out/.digits-score/lock: Is a "
+                  "directory)"),
+])
+def test_a_planted_lock_is_never_followed(here, run, kind, message):
     os.makedirs("out/.digits-score")
     Path("elsewhere").write_text("precious\n")
     lock = "out/.digits-score/lock"
@@ -189,7 +194,7 @@ def test_a_planted_lock_is_never_followed(here, run, kind):
      "directory": lambda: os.mkdir(lock)}[kind]()
     code, _, err = run("in.csv", "--out-dir", "out")
     assert code == 73, err
-    assert "cannot lock the output directory" in err[0] or "not a regular file" in err[0]
+    assert err == [f"digits-score: error: {message}"]
     assert Path("elsewhere").read_text() == "precious\n"
     assert os.listdir("out") == [".digits-score"]
 
@@ -272,3 +277,30 @@ def test_a_directory_scored_into_itself_never_reads_its_own_outputs(here, run, f
                            "--on-error", "skip")
         assert code == 0, err
     assert sorted(os.listdir("d")) == [".digits-score", "in.csv", f"in.pred.{fmt}"]
+
+
+def _deep_input(here: Path) -> str:
+    """An existing input whose absolute path is longer than PATH_MAX (4096 on Linux)."""
+    try:
+        for _ in range(22):  # one level at a time: no name given to a call is too long
+            os.mkdir("d" * 200)
+            os.chdir("d" * 200)
+        Path("in.csv").touch()
+    finally:
+        os.chdir(here)
+    return str(here.joinpath(*["d" * 200] * 22, "in.csv"))
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda here: os.symlink("loop.csv", "loop.csv") or "loop.csv",
+     "Too many levels of symbolic links"),
+    (lambda here: "x" * 300 + ".csv", "File name too long"),
+    (lambda here: "in.csv/x.csv", "Not a directory"),
+    (_deep_input, "File name too long"),
+])
+def test_an_input_that_cannot_be_reached_says_why(here, run, make, reason):
+    name = make(here)
+    code, _, err = run(name, "-o", "out.csv")
+    assert code == 66
+    assert err == [f"digits-score: error: {name}: cannot open it ({reason})"]
+    assert not Path("out.csv").exists()
