@@ -9,6 +9,7 @@ where the reference's top-two margin is below ``TIE_MARGIN``.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,10 +197,33 @@ def reference_path_for(model: Model) -> Path:
     return base / REFERENCE_FILENAME
 
 
+#: How every .npz archive (a zip) begins.
+NPZ_MAGIC = b"PK\x03\x04"
+
+
+def _check_is_npz(path: Path) -> None:
+    """A reference set is an .npz archive in a regular file: anything else is named for what
+    it is, before numpy guesses (a CSV "contains pickled data"; a FIFO would block)."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelError(f"{path}: not a valid reference set (not a regular file)")
+        with open(path, "rb") as fh:
+            magic = fh.read(len(NPZ_MAGIC))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no reference set") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the reference set ({exc.strerror})") from None
+    if magic != NPZ_MAGIC:
+        raise ModelError(f"{path}: not a valid reference set (an .npz archive of X, y, labels "
+                         "and probabilities is expected)")
+
+
 def check_model(model: Model | None = None, reference: str | Path | None = None) -> CheckResult:
     """Run the golden set through ``model`` (default: the bundled one) and measure the drift."""
     model = model or Model.load()
     path = Path(reference) if reference is not None else reference_path_for(model)
+    _check_is_npz(path)
     try:
         with np.load(path, allow_pickle=False) as ref:
             X, y = ref["X"], ref["y"]

@@ -94,3 +94,25 @@ def test_drift_shows_in_the_json():
     assert [(c["name"], c["ok"]) for c in report["checks"]] == [
         ("max |dp|", False), ("label mismatches", False)]
     assert report["model"] is None
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda p: p.write_text("id,f0\n1,2\n"), "not a valid reference set (an .npz archive of X, "
+     "y, labels and probabilities is expected)"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.zeros(3)) or p.with_suffix(".npy").rename(p),
+     "not a valid reference set (an .npz archive of X, y, labels and probabilities is "
+     "expected)"),
+    (lambda p: p.write_bytes(b""), "not a valid reference set (an .npz archive of X, y, labels "
+     "and probabilities is expected)"),
+    (lambda p: p.mkdir(), "not a valid reference set (not a regular file)"),
+    (lambda p: __import__("os").mkfifo(p), "not a valid reference set (not a regular file)"),
+    (lambda p: None, "no reference set"),
+])
+def test_a_reference_that_is_not_an_npz_archive_is_named_for_what_it_is(
+        tmp_path, model_path, capsys, make, reason):
+    from digits_onnx.inference.cli import main
+
+    ref = tmp_path / "ref.npz"
+    make(ref)
+    assert main(["check", "--model", str(model_path), "--reference", str(ref)]) == 65
+    assert capsys.readouterr().err == f"digits-score: error: {ref}: {reason}\n"
