@@ -225,10 +225,10 @@ class NpyWriter(TableWriter):
 
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
         super().__init__(sink, schema)
-        key = schema.field(0)
+        # By position: a schema hands out a new Field object on every access.
         self.dtype = np.dtype([
-            (f.name, "<i8" if f is key or pa.types.is_integer(f.type) else "<f4")
-            for f in schema
+            (f.name, "<i8" if i == 0 or pa.types.is_integer(f.type) else "<f4")
+            for i, f in enumerate(schema)
         ])
         self._seekable = isinstance(sink, Path)
         self._fh: BinaryIO

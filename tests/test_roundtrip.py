@@ -131,3 +131,24 @@ def test_npy_output_keeps_numeric_ids(tmp_path, model, digits_rows):
     assert out.dtype.names == ("id", "label", "confidence")
     assert out["id"].tolist() == ids
     np.testing.assert_array_equal(out["label"], model.predict(digits_rows))
+
+
+@pytest.mark.parametrize("ids", [
+    [16777217, 16777219, -16777217],  # beyond float32's 24-bit mantissa
+    [9007199254740993, -9007199254740993, 2**62 + 1],  # beyond float64's too
+    [2**63 - 1, -2**63, 0],  # int64's ends
+])
+def test_npy_output_keeps_every_int64_id_exactly(tmp_path, model, digits_rows, ids):
+    """The key field is int64, not a float that would round large ids to their neighbours."""
+    src = tmp_path / "ids.csv"
+    lines = ["id," + ",".join(f"p{k}" for k in range(64))]
+    lines += [f"{i}," + ",".join(f"{v:g}" for v in row) for i, row in zip(ids, digits_rows,
+                                                                          strict=False)]
+    src.write_text("\n".join(lines) + "\n")
+    dst = tmp_path / "out.npy"
+    score_file(str(src), dst, model=model,
+               options=ScoreOptions(read=ReadOptions(id_column="id"), output_format="npy",
+                                    proba=True))
+    out = np.load(dst)
+    assert out.dtype["id"] == np.dtype("<i8")
+    assert out["id"].tolist() == ids
