@@ -59,6 +59,7 @@ from .writers import (
     STDOUT,
     RejectReport,
     Writer,
+    check_npy_ids,
     detect_output_format,
     open_writer,
     output_schema,
@@ -303,6 +304,8 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
     """
     tally = Tally()
     has_truth = options.read.label_column is not None
+    whole_ids = source.id_name is not None and detect_output_format(
+        None if is_stream(dst) else dst, options.output_format) == "npy"
     schema = output_schema(source.id_name, options.proba, source.kept_fields,
                              display=source.display)
     batches = source.batches()
@@ -311,10 +314,12 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
         batch.column_names = source.column_names
         range_check(batch, options.strict, tally)
         if batch.rejects and options.on_error == "fail":
-            return _stop(source, batch, tally, fail_fast)
+            return _stop(source, batch, tally, fail_fast, whole_ids)
         labels, proba = run_model(model, batch)
         if batch.rejects and options.on_error == "fail":  # rows the model overflowed on
-            return _stop(source, batch, tally, fail_fast)
+            return _stop(source, batch, tally, fail_fast, whole_ids)
+        if whole_ids:
+            check_npy_ids(source, batch)
         try:
             writer.write(prediction_table(batch, labels, proba, schema))
         except OSError as exc:
@@ -335,9 +340,13 @@ def score_stream(source: Source, model: Model, options: ScoreOptions, writer: Wr
     return tally
 
 
-def _stop(source: Source, batch: Batch, tally: Tally, fail_fast: bool) -> Tally:
+def _stop(source: Source, batch: Batch, tally: Tally, fail_fast: bool,
+          whole_ids: bool = False) -> Tally:
     """``--on-error fail`` met a bad row: fail the file, or (a part, whose line numbers are
-    not final yet) stop and leave the rejects to report."""
+    not final yet) stop and leave the rejects to report. An id the output cannot hold
+    (``whole_ids``) on an earlier row is the file's first problem, and fails it instead."""
+    if whole_ids:
+        check_npy_ids(source, batch, before=batch.rejects[0].row)
     if fail_fast:
         first = batch.rejects[0]
         raise InputDataError(f"{source.display}: {first.where()}: {first.reason}")

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -25,6 +26,8 @@ from .errors import InputDataError, UsageError, WriteError, write_error
 from .formats import output_format_of
 from .fsio import AtomicFile, is_special, write_atomic_bytes
 from .readers import Reject
+from .readers.base import Batch, Source
+from .readers.csv import LineError
 
 STDOUT = "-"
 PROBA_COLUMNS = [f"p{k}" for k in range(N_CLASSES)]
@@ -219,8 +222,9 @@ def _json_values(column: pa.ChunkedArray) -> list[str]:
 class NpyWriter(TableWriter):
     """A 1-D structured array; the row count in the header is fixed up when the file closes.
 
-    The key field is always int64: ids must be whole numbers. A stream (stdout) gets the
-    array through a temporary file, so that memory stays bounded whatever the row count.
+    The key field is always int64: ids must be whole numbers (:func:`npy_ids`). A stream
+    (stdout) gets the array through a temporary file, so that memory stays bounded whatever
+    the row count.
     """
 
     def __init__(self, sink: Path | BinaryIO, schema: pa.Schema) -> None:
@@ -250,12 +254,9 @@ class NpyWriter(TableWriter):
 
     def _write(self, table: pa.Table) -> None:
         records = np.empty(table.num_rows, dtype=self.dtype)
-        key = table.schema.field(0).name
-        for name in self.dtype.names or ():
-            column = table.column(name)
-            if name == key and not pa.types.is_integer(column.type):
-                column = _whole_numbers(column, name)
-            records[name] = to_numpy(column)
+        for i, name in enumerate(self.dtype.names or ()):
+            column = table.column(i)
+            records[name] = to_numpy(npy_ids(column) if i == 0 else column)
         self._fh.write(records.tobytes())
 
     def close(self) -> None:
@@ -268,23 +269,81 @@ class NpyWriter(TableWriter):
         self._fh.close()
 
 
-def _whole_numbers(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
-    """An id column as int64, or InputDataError naming the first id that is not a whole
-    number (NPY output has no string type)."""
-    import pyarrow.compute as pc
+#: Why an output refuses an id, after the id's own problem.
+NPY_IDS = ("NPY output holds ids as 64-bit integers only; write csv, parquet or jsonl, or drop "
+           "--id-column")
+_WHOLE = re.compile(r"-?[0-9]+|0x[0-9a-f]+", re.IGNORECASE)
 
+
+class IdError(InputDataError):
+    """An id the output format cannot hold. ``position`` is its row in the ids checked, so
+    that the scorer can name the input's line and column."""
+
+    def __init__(self, position: int, problem: str) -> None:
+        self.position, self.problem = position, problem
+        super().__init__(problem)
+
+
+def npy_ids(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Ids as NPY's int64 key field: whole numbers as Arrow's integer parser reads them
+    (``12``, ``-3``, ``007``, ``0x1f``), within int64's range.
+
+    Raises IdError for the first other one (an empty id, text, ``1.0``, ``1e3``, a number
+    beyond int64): NPY has no string type and no empty value.
+    """
+    from .readers.csv_diagnosis import INT_PATTERN, castable
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_integer(column.type) and column.type != pa.uint64():
+        return column.cast(pa.int64())
+    if not pa.types.is_string(column.type):
+        column = column.cast(pa.string())
+    ok, values = castable(column.fill_null(""), pa.int64(), INT_PATTERN)
+    if column.null_count:
+        ok &= ~to_numpy(column.is_null())
+    if ok.all():
+        return values
+    i = int(np.argmin(ok))
+    value = column[i].as_py()
+    if not value:
+        problem = "empty id"
+    elif _WHOLE.fullmatch(value):
+        problem = (f"id {_shown(value)} is beyond int64 "
+                   f"({np.iinfo(np.int64).min}..{np.iinfo(np.int64).max})")
+    else:
+        problem = f"id {_shown(value)} is not a whole number"
+    raise IdError(i, f"{problem}: {NPY_IDS}")
+
+
+def check_npy_ids(source: Source, batch: Batch, before: int | None = None) -> None:
+    """Fail the file at the first id NPY output cannot hold (among the rows before row
+    ``before``), named by line (or row) and column as bad values are.
+
+    Checked as the rows are read, not as they are written: a part of a file split on a
+    cluster knows its lines only then (a LineError is renumbered into the whole file's).
+    """
+    ids = batch.ids
+    if ids is None:
+        return
+    if before is not None:
+        ids = ids.slice(0, int(np.searchsorted(batch.rows, before)))
     try:
-        return pc.cast(column, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        for value in column.to_pylist():
-            try:
-                int(value)
-            except (TypeError, ValueError):
-                raise InputDataError(
-                    f"id {value!r} in column {name!r} is not a whole number: NPY output holds "
-                    "numeric ids only; write csv, parquet or jsonl, or drop --id-column"
-                ) from None
-        raise
+        npy_ids(ids)
+    except IdError as exc:
+        i = exc.position
+        (line,) = batch.line_numbers(np.array([i]))
+        column = source.id_idx if source.id_idx is not None else 0
+        name = source.column_names[column] if source.column_names else None
+        where = f", column {column + 1}" + (f" ({name})" if name else "")
+        if line is not None:
+            raise LineError(source.display, line, f"{where}: {exc.problem}") from None
+        raise InputDataError(f"{source.display}: row {int(batch.rows[i])}{where}: "
+                             f"{exc.problem}") from None
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 _WRITERS: dict[str, Any] = {

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -151,8 +152,9 @@ def test_python_m_help_lists_the_exit_codes():
         (["good.csv", "-o", "good.csv"], 73,
          "digits-score: error: good.csv: the output would overwrite its own input"),
         (["ids.csv", "-o", "x.npy", "--id-column", "id"], 65,
-         "digits-score: error: ids.csv: id 's0' in column 'id' is not a whole number: NPY "
-         "output holds numeric ids only; write csv, parquet or jsonl, or drop --id-column"),
+         "digits-score: error: ids.csv: line 2, column 1 (id): id 's0' is not a whole number: "
+         "NPY output holds ids as 64-bit integers only; write csv, parquet or jsonl, or drop "
+         "--id-column"),
     ],
 )
 def test_errors_have_one_line_and_a_documented_code(run, tmp_path, monkeypatch, digits_rows,
@@ -186,6 +188,105 @@ def test_usage_errors_exit_2_with_one_line(capsys, args):
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("digits-score: error: ")
     assert "Traceback" not in "\n".join(err)
+
+
+NPY_IDS = ("NPY output holds ids as 64-bit integers only; write csv, parquet or jsonl, or "
+           "drop --id-column")
+
+
+def _ids_csv(path: Path, X: np.ndarray, ids: list[str]) -> None:
+    lines = ["id," + HEADER] + [f"{i}," + ",".join(f"{v:g}" for v in row)
+                                for i, row in zip(ids, X, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ("9223372036854775808", "id '9223372036854775808' is beyond int64 "
+     "(-9223372036854775808..9223372036854775807)"),
+    ("-9223372036854775809", "id '-9223372036854775809' is beyond int64 "
+     "(-9223372036854775808..9223372036854775807)"),
+    ("99999999999999999999999999", "id '99999999999999999999999999' is beyond int64 "
+     "(-9223372036854775808..9223372036854775807)"),
+    ("", "empty id"),
+    ("seven", "id 'seven' is not a whole number"),
+    ("1.5", "id '1.5' is not a whole number"),
+    ("3.0", "id '3.0' is not a whole number"),
+    ("1e3", "id '1e3' is not a whole number"),
+    ("+1", "id '+1' is not a whole number"),
+    (" 12", "id ' 12' is not a whole number"),
+    ("1_000", "id '1_000' is not a whole number"),
+])
+def test_an_id_npy_output_cannot_hold_fails_the_file_by_line_and_column(
+        run, tmp_path, digits_rows, bad, problem):
+    """Whatever the id, a user's data: exit 65 naming file, line and column, never an
+    internal error (exit 70); nothing is written."""
+    src, out = tmp_path / "x.csv", tmp_path / "out.npy"
+    ids = [str(10 + i) for i in range(6)]
+    ids[3] = bad
+    _ids_csv(src, digits_rows[:6], ids)
+    code, _, err = run(src, "--id-column", "id", "-o", out)
+    assert (code, err) == (65, [f"digits-score: error: {src}: line 5, column 1 (id): "
+                                f"{problem}: {NPY_IDS}"])
+    assert not out.exists()
+    for fmt in ("csv", "jsonl", "parquet"):  # text outputs carry any id as written
+        assert run(src, "--id-column", "id", "-o", tmp_path / f"out.{fmt}")[0] == 0
+
+
+def test_an_id_without_a_header_or_a_line_is_named_by_column_or_row(run, tmp_path,
+                                                                     digits_rows):
+    """A headerless CSV's id column has no name; a Parquet file has rows, not lines."""
+    src = tmp_path / "x.csv"
+    _ids_csv(src, digits_rows[:4], ["1", "2", "x", "4"])
+    src.write_text(src.read_text().split("\n", 1)[1])
+    code, _, err = run(src, "--id-column", "1", "--no-header", "-o", tmp_path / "o.npy")
+    assert (code, err) == (65, [f"digits-score: error: {src}: line 3, column 1: id 'x' is not "
+                                f"a whole number: {NPY_IDS}"])
+    for ids, problem in (
+            (pa.array([1, 2, None, 4], pa.int64()), "empty id"),
+            (pa.array([1, 2, 2**64 - 1, 4], pa.uint64()),
+             "id '18446744073709551615' is beyond int64 "
+             "(-9223372036854775808..9223372036854775807)"),
+            (pa.array([1.0, 2.0, 2.5, 4.0]), "id '2.5' is not a whole number")):
+        table = pa.table({f"f{k}": digits_rows[:4, k] for k in range(64)} | {"key": ids})
+        pq.write_table(table, tmp_path / "x.parquet")
+        code, _, err = run(tmp_path / "x.parquet", "--id-column", "key", "-o",
+                           tmp_path / "o.npy")
+        assert (code, err) == (65, [f"digits-score: error: {tmp_path / 'x.parquet'}: row 2, "
+                                    f"column 65 (key): {problem}: {NPY_IDS}"])
+
+
+@pytest.mark.parametrize(("args", "bad_ids", "bad_values", "expected"), [
+    # The id on line 3 comes before the value on line 4: the id is the file's first problem.
+    ([], {3: "x"}, {4: "oops"}, "line 3, column 1 (id): id 'x' is not a whole number"),
+    (["--strict"], {3: "x"}, {4: "17"}, "line 3, column 1 (id): id 'x' is not a whole number"),
+    # A rejected row writes no id: line 3's is never checked, line 5's is.
+    (["--on-error", "skip"], {3: "x", 5: "y"}, {3: "oops"},
+     "line 5, column 1 (id): id 'y' is not a whole number"),
+    (["--on-error", "skip", "--strict"], {3: "x", 4: "y"}, {3: "17"},
+     "line 4, column 1 (id): id 'y' is not a whole number"),
+])
+def test_the_first_problem_of_a_file_is_the_one_reported(run, tmp_path, digits_rows, args,
+                                                         bad_ids, bad_values, expected):
+    src, out = tmp_path / "x.csv", tmp_path / "out.npy"
+    _ids_csv(src, digits_rows[:5], ["1", "2", "3", "4", "5"])
+    lines = src.read_text().splitlines()
+    for line, value in bad_values.items():
+        cells = lines[line - 1].split(",")
+        cells[2] = value
+        lines[line - 1] = ",".join(cells)
+    for line, value in bad_ids.items():
+        lines[line - 1] = value + lines[line - 1][1:]
+    src.write_text("\n".join(lines) + "\n")
+    code, _, err = run(src, "--id-column", "id", "-o", out, *args)
+    assert (code, err) == (65, [f"digits-score: error: {src}: {expected}: {NPY_IDS}"])
+    cells = lines[1].split(",")  # a bad value before them all: it fails the file first,
+    cells[2] = "oops"  # unless it is skipped
+    lines[1] = ",".join(cells)
+    src.write_text("\n".join(lines) + "\n")
+    code, _, err = run(src, "--id-column", "id", "-o", out, *args)
+    first = (f"{expected}: {NPY_IDS}" if "skip" in args
+             else "line 2, column 3 (pixel_0_1): 'oops' is not a number")
+    assert (code, err) == (65, [f"digits-score: error: {src}: {first}"])
 
 
 def test_a_bad_row_fails_its_file_and_leaves_no_output(run, tmp_path, digits_rows):

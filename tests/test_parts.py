@@ -236,6 +236,30 @@ def test_a_long_line_is_reported_in_the_files_numbering(tmp_path, model, monkeyp
     assert joined.error == local.error and "line 101, column" in joined.error
 
 
+@pytest.mark.parametrize(("bad", "problem"), [
+    ("9223372036854775808", "id '9223372036854775808' is beyond int64"),
+    ("", "empty id"),
+    ("s450", "id 's450' is not a whole number"),
+])
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_an_id_npy_cannot_hold_is_named_by_the_files_line_in_a_late_part(
+        tmp_path, model, bad, problem, on_error):
+    """Parts keep tables and the join writes the NPY output, after the lines are gone: the
+    part that reads the id reports it, renumbered into the whole file's lines."""
+    lines = _rows_csv(tmp_path, 600, header="id," + ",".join(f"p{k}" for k in range(64)))
+    lines[1:] = [f"{i}," + line for i, line in enumerate(lines[1:])]
+    lines[451] = bad + lines[451][lines[451].index(","):]
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n")
+    options = ScoreOptions(read=ReadOptions(id_column="id"), output_format="npy",
+                           on_error=on_error)
+    local = _local(src, tmp_path / "local.npy", model, options)
+    joined = _split_and_join(src, tmp_path / "joined.npy", model, options, part_bytes=9000)
+    _same(joined, local)
+    assert (joined.status, joined.exit_code) == ("failed", 65)
+    assert joined.error.startswith(f"{src}: line 452, column 1 (id): {problem}")
+
+
 def test_an_io_error_in_a_part_fails_the_file_cleanly(tmp_path, model, monkeypatch):
     src = tmp_path / "in.npy"
     np.save(src, np.ones((3000, 64), np.float32))

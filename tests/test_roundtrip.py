@@ -102,8 +102,8 @@ def test_examples_score_to_the_reference_labels(tmp_path, reference):
     csv_out = tmp_path / "csv.npy"
     opts = ScoreOptions(read=ReadOptions(id_column="id", label_column="label"),
                         output_format="npy")
-    with pytest.raises(InputDataError, match="id 't0000' in column 'id' is not a whole number: "
-                       "NPY output holds numeric ids only"):
+    with pytest.raises(InputDataError, match="line 2, column 1 \\(id\\): id 't0000' is not a whole "
+                       "number: NPY output holds ids as 64-bit integers only"):
         score_file(str(examples / "digits_test.csv"), csv_out, model=model, options=opts)
     assert not csv_out.exists()
     summary = score_file(str(examples / "digits_test.csv"), tmp_path / "csv.jsonl", model=model,

@@ -101,6 +101,8 @@ class Source:
     display: str
     #: Name of the id column in the output, when the input carries ids.
     id_name: str | None = None
+    #: Position (0-based) of the id column in the input, for messages.
+    id_idx: int | None = None
     #: The columns carried to the output (``--keep-columns``), named as in the input.
     kept_fields: tuple[pa.Field, ...] = ()
     #: Name of each feature column, for messages (column numbers are 1-based).

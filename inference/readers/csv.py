@@ -70,6 +70,7 @@ class CsvSource(Source):
         self.layout = self._parser.layout
         if self.layout.header:
             self._drop_header()
+        self.id_idx = self.layout.id_idx
         if self.layout.id_idx is not None:  # "id" without a header, column_N without a name
             self.id_name = (output_names([self.layout.id_idx], self.layout.names, True)[0]
                             if self.layout.header else "id")
@@ -303,12 +304,14 @@ class LineError(InputDataError):
     """A problem with one whole line, found while cutting the file into blocks.
 
     Keeps the line number apart from the message, so a part of a split file can report it
-    in the whole file's numbering.
+    in the whole file's numbering. ``problem`` follows the line number: ``is longer than
+    ...``, or a column and its problem (``, column 1 (id): ...``).
     """
 
     def __init__(self, display: str, line: int, problem: str) -> None:
         self.display, self.line, self.problem = display, line, problem
-        super().__init__(f"{display}: line {line} {problem}")
+        gap = "" if problem.startswith(",") else " "
+        super().__init__(f"{display}: line {line}{gap}{problem}")
 
     def shifted(self, lines: int) -> LineError:
         return LineError(self.display, self.line + lines, self.problem)
