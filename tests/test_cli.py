@@ -323,6 +323,24 @@ def test_skip_writes_good_rows_and_a_reject_report(run, tmp_path, digits_rows, m
     assert rejects["text"][1] == lines[20]
 
 
+@pytest.mark.parametrize("bad", ["-1", "10", "42"])
+def test_a_true_label_outside_0_to_9_is_a_bad_row(run, tmp_path, digits_rows, model, bad):
+    """No digit is -1 or 10: counted, such a label would be the model's mistake."""
+    src, out = tmp_path / "x.csv", tmp_path / "out.csv"
+    labels = model.predict(digits_rows[:20]).astype(str).astype(object)
+    labels[7] = bad
+    src.write_text(csv_text(digits_rows[:20], labels=labels))
+    code, _, err = run(src, "--label-column", "label", "-o", out)
+    assert (code, err) == (65, [f"digits-score: error: {src}: line 9, column 65 (label): "
+                                f"label {bad} is outside 0..9"])
+    code, _, err = run(src, "--label-column", "label", "-o", out, "--on-error", "skip")
+    assert code == 0 and err[0].endswith("accuracy 1.0000 (19/19)")
+    rejects = read_csv(tmp_path / "x.rejects.csv")
+    assert (rejects["row"], rejects["line"], rejects["column"]) == ([7], [9], [65])
+    assert rejects["reason"] == [f"label {bad} is outside 0..9"]
+    assert rejects["text"] == [src.read_text().splitlines()[8]]
+
+
 def test_out_of_range_values_warn_and_strict_makes_them_errors(run, tmp_path, digits_rows):
     X = digits_rows[:20].copy()
     X[3, 7] = 17

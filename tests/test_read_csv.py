@@ -197,6 +197,31 @@ def test_label_that_is_not_an_integer(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("label", ["-1", "10", "010", " 10", "-9223372036854775808",
+                                   "9223372036854775807"])
+@pytest.mark.parametrize("neighbours", ["good", "short"])
+def test_a_label_outside_0_to_9_rejects_its_line(tmp_path, label, neighbours):
+    """No digit is -1 or 10: such a label would count as the model's mistake. Rejected on
+    both paths a line takes: checked in bulk among good lines, or settled alone when its
+    neighbours are bad for a reason of their own."""
+    path = tmp_path / "x.csv"
+    lines = [",".join(f"c{k}" for k in range(64)) + ",label"]
+    lines += [good_line(i) + f",{i % 10}" for i in range(6)]
+    lines[3] = good_line(2) + "," + label
+    if neighbours == "short":
+        lines[1:] = [line if k == 2 else ",".join(line.split(",")[:10])
+                     for k, line in enumerate(lines[1:])]
+    path.write_text("\n".join(lines) + "\n")
+    _, batches = read_batches(path, label_column="label")
+    rejects = [(r.row, r.line, r.column, r.column_name, r.reason, r.text)
+               for b in batches for r in b.rejects]
+    assert (2, 4, 65, "label", f"label {int(label)} is outside 0..9", lines[3]) in rejects
+    assert len(rejects) == (1 if neighbours == "good" else 6)
+    assert sum(b.n_rows for b in batches) == 6
+    truth = np.concatenate([b.truth for b in batches])
+    assert truth.tolist() == ([0, 1, 3, 4, 5] if neighbours == "good" else [])
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -124,6 +124,21 @@ LABEL_COLUMNS = [
      ["row 0, column 65 (label): label 9223372036854775809 is beyond int64"]),
     (pa.array(["99999999999999999999", "1", "2", "3"]), [1, 2, 3],
      ["row 0, column 65 (label): label '99999999999999999999' is not an integer"]),
+    # No digit is -1 or 10, whatever the column's type.
+    (pa.array([3, -1, 10, 9], pa.int8()), [3, 9],
+     ["row 1, column 65 (label): label -1 is outside 0..9",
+      "row 2, column 65 (label): label 10 is outside 0..9"]),
+    (pa.array([10, 1, 2, 2**63 - 1], pa.uint64()), [1, 2],
+     ["row 0, column 65 (label): label 10 is outside 0..9",
+      "row 3, column 65 (label): label 9223372036854775807 is outside 0..9"]),
+    (pa.array([3.0, -1.0, 10.0, None]), [3],
+     ["row 1, column 65 (label): label -1 is outside 0..9",
+      "row 2, column 65 (label): label 10 is outside 0..9",
+      "row 3, column 65 (label): empty cell"]),
+    (pa.array(["-1", "09", " 10", "x"]).dictionary_encode(), [9],
+     ["row 0, column 65 (label): label -1 is outside 0..9",
+      "row 2, column 65 (label): label 10 is outside 0..9",
+      "row 3, column 65 (label): label 'x' is not an integer"]),
 ]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..arrow import from_numpy
-from ..contract import FEATURE_MAX, FEATURE_MIN, N_FEATURES
+from ..contract import CLASS_LABELS, FEATURE_MAX, FEATURE_MIN, N_FEATURES
 from ..errors import UsageError
 from .read_options import KEEP_ALL
 
@@ -140,6 +140,17 @@ def value_problem(value: float) -> str | None:
     if not np.isfinite(narrowed):
         return "is outside the float32 range"
     return None
+
+
+def labels_outside(truth: np.ndarray) -> np.ndarray:
+    """Mask of the true labels that are no digit's (outside 0..9): a wrong label column, or
+    a code such as -1 for "unknown", would count as the model's mistake."""
+    return (truth < CLASS_LABELS[0]) | (truth > CLASS_LABELS[-1])
+
+
+def label_outside(value: int) -> str:
+    """Why a true label is refused, for a label :func:`labels_outside` marks."""
+    return f"label {value} is outside {CLASS_LABELS[0]}..{CLASS_LABELS[-1]}"
 
 
 def check_values(X: np.ndarray, extrema: tuple[float, float] | None = None) -> tuple[bool, bool]:

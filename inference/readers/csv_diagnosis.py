@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..arrow import from_numpy, string_array, to_numpy
-from .base import Reject, value_problem
+from .base import Reject, label_outside, labels_outside, value_problem
 from .csv_layout import Layout, split_fields
 
 #: Rejected lines are quoted in the reject report up to this many characters.
@@ -70,10 +70,12 @@ def diagnose_line(layout: Layout, row: int, line: int, text: bytes) -> Reject:
             return reject(i, f"{_short(token)} {problem}")
     if layout.label_idx is not None:
         token = fields[layout.label_idx]
-        try:
-            string_array([token]).cast(pa.int64())
+        try:  # trimmed, as the parser trims it
+            label = string_array([token.strip(TRIMMED)]).cast(pa.int64())[0].as_py()
         except (pa.ArrowInvalid, ValueError):
             return reject(layout.label_idx, f"label {_short(token)} is not an integer")
+        if labels_outside(np.array([label])).any():
+            return reject(layout.label_idx, label_outside(label))
     return reject(None, "malformed CSV line")
 
 
@@ -95,7 +97,8 @@ class Problems:
 def diagnose_table(layout: Layout, table: pa.Table) -> Problems:
     """The first problem of every row of ``table`` (every column parsed as text), in the
     order :func:`diagnose_line` looks: feature cells in column order (empty, not a number,
-    NaN, infinite, beyond float32), then the label. Rows with no problem stay open.
+    NaN, infinite, beyond float32), then the label (not an integer, or outside 0..9). Rows
+    with no problem stay open.
 
     Each column is checked only on the rows still open, so a block of bad rows is settled
     by its first column.
@@ -131,11 +134,14 @@ def diagnose_table(layout: Layout, table: pa.Table) -> Problems:
     if layout.label_idx is not None and problems.open.any():
         i = layout.label_idx
         rows = np.flatnonzero(problems.open)
-        ok, _ = castable(pc.utf8_trim(_cells(table, i, problems.open), characters=TRIMMED),
-                         pa.int64(), INT_PATTERN)
+        ok, labels = castable(pc.utf8_trim(_cells(table, i, problems.open),
+                                           characters=TRIMMED), pa.int64(), INT_PATTERN)
         bad = rows[~ok]
         problems.add(bad, i, [f"label {_short(t)} is not an integer"
                               for t in _tokens(table, i, bad)])
+        values = to_numpy(labels)
+        outside = ok & labels_outside(values)
+        problems.add(rows[outside], i, [label_outside(int(v)) for v in values[outside]])
     return problems
 
 

@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 
 from ..arrow import string_array, to_numpy
 from ..contract import N_FEATURES
-from .base import Batch, Reject
+from .base import Batch, Reject, labels_outside
 from .csv_diagnosis import SHOWN_CHARS, count_reason, diagnose_line, diagnose_table
 from .csv_layout import Layout, first_line, layout_of
 from .csv_lines import Lines
@@ -104,6 +104,9 @@ class BlockParser:
             return None
         batch = self._table_batch(table, first_row)
         if batch.X.size and not np.isfinite(sum(batch.extrema())):
+            return None
+        if batch.truth is not None and batch.truth.size and labels_outside(
+                np.array([batch.truth.min(), batch.truth.max()])).any():
             return None
         if numbers is None:
             batch.line_fn = lambda idx: line_no + idx
@@ -304,4 +307,7 @@ class BlockParser:
                 values = to_numpy(col).astype(np.float32)
             if values.size and not np.isfinite(values).all():
                 return False
-        return not (layout.label_idx is not None and table.column(layout.label_idx).null_count)
+        if layout.label_idx is None:
+            return True
+        labels = table.column(layout.label_idx)
+        return not labels.null_count and not labels_outside(to_numpy(labels)).any()

@@ -29,6 +29,8 @@ from .base import (
     Source,
     as_feature_matrix,
     kept_columns,
+    label_outside,
+    labels_outside,
     output_names,
     resolve_column,
     value_problem,
@@ -347,8 +349,8 @@ class ParquetSource(Source):
         return col
 
     def _labels(self, col: pa.Array, problems: dict[int, tuple[int, str]]) -> np.ndarray:
-        """The labels as int64; an empty, fractional, non-finite or unreadable label rejects
-        its row (0 stands in its place)."""
+        """The labels as int64; an empty, fractional, non-finite or unreadable label, or one
+        outside 0..9, rejects its row (0 stands in its place)."""
         assert self.label_idx is not None
         i = self.label_idx
         if pa.types.is_dictionary(col.type):
@@ -381,6 +383,9 @@ class ParquetSource(Source):
                 np.flatnonzero(~ok & ~null).tolist(),
                 cells.filter(from_numpy(~ok & ~null)).to_pylist(), strict=True))
             labels = to_numpy(parsed).copy()
+        # Labels refused above are 0 by now: only readable ones can be outside 0..9.
+        reasons.update((r, label_outside(int(labels[r])))
+                       for r in np.flatnonzero(labels_outside(labels) & ~null).tolist())
         for r in np.flatnonzero(null).tolist():
             problems.setdefault(r, (i, "empty cell"))
         for r, reason in reasons.items():
