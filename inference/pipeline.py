@@ -369,9 +369,10 @@ def run_model(model: Model, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         mask = np.ones(len(batch.X), dtype=bool)
         mask[rows] = False
         labels, proba = exc.labels[mask], exc.proba[mask]
-    for i, line in zip(rows, batch.line_numbers(rows), strict=True):
+    for i, line, text in zip(rows, batch.line_numbers(rows), batch.line_texts(rows),
+                             strict=True):
         batch.rejects.append(_value_reject(
-            batch, int(i), line, "is so far outside the training range "
+            batch, int(i), line, text, "is so far outside the training range "
             f"{FEATURE_MIN:g}..{FEATURE_MAX:g} that the model's probabilities overflow",
             farthest=True))
     batch.rejects.sort(key=lambda r: r.row)
@@ -379,10 +380,10 @@ def run_model(model: Model, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     return labels, proba
 
 
-def _value_reject(batch: Batch, i: int, line: int | None, problem: str, *,
+def _value_reject(batch: Batch, i: int, line: int | None, text: str, problem: str, *,
                   farthest: bool = False) -> Reject:
-    """The reject of row ``i`` of a batch for its first value outside 0..16, or for the one
-    farthest outside (the value that overflowed the model)."""
+    """The reject of row ``i`` of a batch (its line and the line's text) for its first value
+    outside 0..16, or for the one farthest outside (the value that overflowed the model)."""
     if farthest:
         row = batch.X[i].astype(np.float64)
         k = int(np.argmax(np.maximum(FEATURE_MIN - row, row - FEATURE_MAX)))
@@ -391,7 +392,7 @@ def _value_reject(batch: Batch, i: int, line: int | None, problem: str, *,
     column = batch.feature_columns[k] if batch.feature_columns else k
     names = batch.column_names
     return Reject(int(batch.rows[i]), line, column + 1, names[column] if names else None,
-                  f"value {float(batch.X[i, k]):g} {problem}")
+                  f"value {float(batch.X[i, k]):g} {problem}", text)
 
 
 def range_check(batch: Batch, strict: bool, tally: Tally) -> None:
@@ -403,9 +404,10 @@ def range_check(batch: Batch, strict: bool, tally: Tally) -> None:
     if not strict:
         return
     idx = np.flatnonzero(mask)
-    for i, line in zip(idx, batch.line_numbers(idx), strict=True):
+    for i, line, text in zip(idx, batch.line_numbers(idx), batch.line_texts(idx),
+                             strict=True):
         batch.rejects.append(_value_reject(
-            batch, int(i), line,
+            batch, int(i), line, text,
             f"is outside the training range {FEATURE_MIN:g}..{FEATURE_MAX:g} (--strict)"))
     batch.rejects.sort(key=lambda r: r.row)
     batch.keep(~mask)

@@ -386,6 +386,11 @@ def test_a_directory_scan_says_with_v_what_it_left_out_and_why(here, model_path,
     assert len(summary["left_out"]) == 5
 
 
+def _shown(line: str) -> str:
+    """A line as reject reports quote it: its first 200 characters."""
+    return line[:200] + "..." if len(line) > 200 else line
+
+
 def _overflowing_csv(path: Path, digits_rows: np.ndarray) -> None:
     """Rows 0..5 of the digits; the bundled model overflows on row 2."""
     lines = ["name," + ",".join(f"f{k}" for k in range(64))]
@@ -407,10 +412,49 @@ def test_rows_the_model_overflows_on_are_rejects_not_a_failed_file(here, digits_
     assert [(r["row"], r["name"]) for r in rows] == [(0, "n0"), (1, "n1"), (3, "n3"),
                                                      (4, "n4"), (5, "n5")]
     report = Path("out.rejects.csv").read_text().splitlines()
+    text = _shown(Path("x.csv").read_text().splitlines()[3])
     assert report[1] == ("2,4,3,f1,value 3e+38 is so far outside the training range 0..16 "
-                         "that the model's probabilities overflow,")
+                         f"that the model's probabilities overflow,\"{text}\"")
     (summary,) = json.loads(Path("s.json").read_text())["files"]
     assert (summary["rows"], summary["scored"], summary["rejected"]) == (6, 5, 1)
+
+
+@pytest.mark.parametrize("layout", ["csv", "crlf", "blank lines", "tsv", "csv.gz",
+                                    "beside a bad line", "strict"])
+def test_a_row_rejected_for_its_values_range_quotes_its_line_as_other_rejects_do(
+        here, digits_rows, layout):
+    """Rejects for a value the model overflows on (or, under --strict, any value outside
+    0..16) had an empty text column; every other reject quotes its line as read."""
+    import csv
+    import gzip
+
+    _overflowing_csv(Path("x.csv"), digits_rows)
+    lines = Path("x.csv").read_text().splitlines()
+    if layout == "beside a bad line":  # its block goes the slow way, diagnosed in bulk
+        lines[5] = ",".join([*lines[5].split(",")[:3], "oops", *lines[5].split(",")[4:]])
+    if layout == "blank lines":
+        lines[2:2] = ["", "", ""]
+    end, name = "\n", "x.csv"
+    if layout == "tsv":
+        name = "x.tsv"
+        lines = [line.replace(",", "\t") for line in lines]
+    if layout == "crlf":
+        end = "\r\n"
+    data = (end.join(lines) + end).encode()
+    if layout == "csv.gz":
+        name = "x.csv.gz"
+        data = gzip.compress(data, mtime=0)
+    Path("x.csv").unlink()
+    Path(name).write_bytes(data)
+    args = ["--strict"] if layout == "strict" else []
+    assert main([name, "-o", "out.csv", "--on-error", "skip", "--keep-columns", "name", "-q",
+                 *args]) == 0
+    with open("x.rejects.csv", newline="", encoding="utf-8") as fh:
+        report = {int(r["line"]): r for r in csv.DictReader(fh)}
+    overflowed = lines.index(next(line for line in lines if "3e38" in line)) + 1
+    assert report[overflowed]["text"] == _shown(lines[overflowed - 1])
+    assert all(r["text"] == _shown(lines[line - 1]) for line, r in report.items())
+    assert len(report) == {"beside a bad line": 2, "strict": 1}.get(layout, 1)
 
 
 def test_a_row_the_model_overflows_on_fails_its_file_by_line_and_column(here, capsys,

@@ -55,6 +55,9 @@ class Batch:
     rejects: list[Reject] = field(default_factory=list)
     #: Maps row positions in this batch to file line numbers, computed only when asked.
     line_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    #: Maps row positions to their lines' text as reject reports quote it, for the rows a
+    #: later check may reject (a text reader sets it when some value is outside 0..16).
+    text_fn: Callable[[np.ndarray], list[str]] | None = None
     feature_columns: list[int] | None = None
     column_names: list[str] | None = None
     _extrema: tuple[float, float] | None = field(default=None, repr=False)
@@ -75,6 +78,12 @@ class Batch:
             return [int(v) for v in self.line_fn(idx)]
         return [None] * len(idx)
 
+    def line_texts(self, idx: np.ndarray) -> list[str]:
+        """The text of the rows at positions ``idx`` ("" for inputs without lines)."""
+        if self.text_fn is None:
+            return [""] * len(idx)
+        return self.text_fn(idx)
+
     def keep(self, mask: np.ndarray) -> None:
         """Drop the rows where ``mask`` is False (they were rejected by a later check)."""
         self.X = np.ascontiguousarray(self.X[mask])
@@ -92,6 +101,9 @@ class Batch:
         elif self.line_fn is not None:
             kept, fn = np.flatnonzero(mask), self.line_fn
             self.line_fn = lambda idx: fn(kept[idx])
+        if self.text_fn is not None:
+            kept_rows, texts = np.flatnonzero(mask), self.text_fn
+            self.text_fn = lambda idx: texts(kept_rows[idx])
 
 
 class Source:

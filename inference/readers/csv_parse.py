@@ -7,6 +7,7 @@ values; every bad line is named with its first problem (see :mod:`.csv_diagnosis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -16,7 +17,7 @@ import pyarrow.csv as pacsv
 
 from ..arrow import string_array, to_numpy
 from ..contract import N_FEATURES
-from .base import Batch, Reject, labels_outside
+from .base import Batch, Reject, check_values, labels_outside
 from .csv_diagnosis import SHOWN_CHARS, count_reason, diagnose_line, diagnose_table
 from .csv_layout import Layout, first_line, layout_of
 from .csv_lines import Lines
@@ -112,6 +113,8 @@ class BlockParser:
             batch.line_fn = lambda idx: line_no + idx
         else:
             batch.lines = numbers
+        if not check_values(batch.X, batch.extrema())[1]:
+            batch.text_fn = _line_texts(data, np.arange(lines))
         return batch
 
     def _empty_batch(self) -> Batch:
@@ -190,6 +193,8 @@ class BlockParser:
         batch.rows = first_row + idx
         batch.lines = numbers[idx]
         batch.n_rows = len(lines)
+        if not check_values(batch.X, batch.extrema())[1]:
+            batch.text_fn = _line_texts(lines, idx)
         batch.rejects = sorted(rejects, key=attrgetter("row"))
         return batch
 
@@ -311,3 +316,23 @@ class BlockParser:
             return True
         labels = table.column(layout.label_idx)
         return not labels.null_count and not labels_outside(to_numpy(labels)).any()
+
+
+def _line_texts(block: Lines | bytes | memoryview,
+                positions: np.ndarray) -> Callable[[np.ndarray], list[str]]:
+    """The text of a batch's rows as reject reports quote it: row ``k`` is line
+    ``positions[k]`` of ``block``. For the rows a later check rejects (--strict, a value that
+    overflows the model), which then show their line as every other reject does; a clean
+    block is cut into lines only if one is asked for."""
+    held: dict[str, Lines] = {}
+
+    def texts(idx: np.ndarray) -> list[str]:
+        lines = held.get("lines")
+        if lines is None:
+            lines = held["lines"] = (block if isinstance(block, Lines)
+                                     else Lines(bytes(block), np.empty(0, np.int64)))
+        wanted, order = np.unique(positions[idx], return_inverse=True)
+        shown = lines.texts(wanted, SHOWN_CHARS)
+        return [shown[k] for k in order.tolist()]
+
+    return texts
