@@ -335,7 +335,7 @@ def test_a_true_label_outside_0_to_9_is_a_bad_row(run, tmp_path, digits_rows, mo
                                 f"label {bad} is outside 0..9"])
     code, _, err = run(src, "--label-column", "label", "-o", out, "--on-error", "skip")
     assert code == 0 and err[0].endswith("accuracy 1.0000 (19/19)")
-    rejects = read_csv(tmp_path / "x.rejects.csv")
+    rejects = read_csv(tmp_path / "out.rejects.csv")
     assert (rejects["row"], rejects["line"], rejects["column"]) == ([7], [9], [65])
     assert rejects["reason"] == [f"label {bad} is outside 0..9"]
     assert rejects["text"] == [src.read_text().splitlines()[8]]

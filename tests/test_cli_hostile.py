@@ -449,7 +449,7 @@ def test_a_row_rejected_for_its_values_range_quotes_its_line_as_other_rejects_do
     args = ["--strict"] if layout == "strict" else []
     assert main([name, "-o", "out.csv", "--on-error", "skip", "--keep-columns", "name", "-q",
                  *args]) == 0
-    with open("x.rejects.csv", newline="", encoding="utf-8") as fh:
+    with open("out.rejects.csv", newline="", encoding="utf-8") as fh:
         report = {int(r["line"]): r for r in csv.DictReader(fh)}
     overflowed = lines.index(next(line for line in lines if "3e38" in line)) + 1
     assert report[overflowed]["text"] == _shown(lines[overflowed - 1])
