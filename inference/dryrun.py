@@ -29,7 +29,7 @@ from .errors import (
     MissingInputError,
     OutputError,
 )
-from .fsio import BOOKKEEPING, LOCK_NAME
+from .fsio import BOOKKEEPING, LOCK_NAME, lock_error
 from .journal import check_journal
 from .model import Model
 from .options import ScoreOptions
@@ -158,8 +158,7 @@ def check_lock(directory: Path) -> None:
         _writable(book, cannot)
         return
     except OSError as exc:
-        raise OutputError(f"{directory}: cannot lock the output directory ({lock}: "
-                          f"{exc.strerror})") from None
+        raise lock_error(directory, lock, exc) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OutputError(f"{lock}: the lock is not a regular file; remove it")

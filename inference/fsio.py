@@ -148,6 +148,13 @@ def read_small_file(path: Path) -> bytes | None:
         os.close(fd)
 
 
+def lock_error(directory: Path, path: Path, exc: OSError) -> OutputError:
+    """Why the lock file ``path`` of ``directory`` cannot be opened, in one line."""
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+        return OutputError(f"{path}: the lock is a symbolic link; remove it")
+    return OutputError(f"{directory}: cannot lock the output directory ({path}: {exc.strerror})")
+
+
 @contextlib.contextmanager
 def output_lock(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on an output directory, or fail at once with BusyError.
@@ -159,11 +166,7 @@ def output_lock(directory: Path) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      0o644)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
-            raise OutputError(f"{path}: the lock is a symbolic link; remove it") from None
-        raise OutputError(
-            f"{directory}: cannot lock the output directory ({path}: {exc.strerror})"
-        ) from None
+        raise lock_error(directory, path, exc) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OutputError(f"{path}: the lock is not a regular file; remove it")
