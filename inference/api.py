@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DigitsError, internal_error
+from .errors import DigitsError, Interrupted, internal_error, interrupted
 from .fsio import (
     fsync_directory,
     output_lock,
@@ -28,9 +29,10 @@ from .journal import release_journals
 from .many import default_workers, is_small, score_in_order
 from .model import Model
 from .options import ScoreOptions, check_run
-from .pipeline import score_one
-from .plan import Report, hold_outputs, leftover_names, plan_run
+from .pipeline import recorded_summary, score_one
+from .plan import Report, hold_outputs, is_stream, leftover_names, plan_run
 from .readers import STDIN
+from .stopping import Unsplit
 from .summary import BatchSummary, FileSummary, failed_summary
 from .writers import STDOUT, write_report
 
@@ -84,6 +86,15 @@ def score_files(inputs: list[str], *, output: str | None = None,
     scored ``workers`` at a time (default: pyarrow's CPU pool size, at most 4; see
     :mod:`.many`); summaries and ``on_file`` calls still come in input order, on the
     caller's thread, and each output is what scoring it alone writes.
+
+    A KeyboardInterrupt (Ctrl-C) stops the run: files not started are cancelled, files
+    being scored end committed whole or discarded, and it is raised again as
+    :class:`.errors.Interrupted` (a KeyboardInterrupt) whose ``summary`` is the run's
+    BatchSummary so far: every file that ended, including those that ended as the run
+    stopped (``on_file`` was called once for each), with the stop's ``error`` and exit code.
+    An exception rather than a return: the caller asked to stop, and code that does not
+    look for the summary still stops. A stop while the run loads the model or plans its
+    outputs has no summary (nothing was written); on a cluster a stop is raised as it comes.
     """
     check_run(output=output, out_dir=out_dir, scheduler=scheduler, part_bytes=part_bytes,
               output_format=options.output_format if options is not None else None)
@@ -104,8 +115,15 @@ def score_files(inputs: list[str], *, output: str | None = None,
     # Output directories with renames to make durable. Worker threads add to it: set.update
     # with a set argument merges entry by entry under CPython's set mutation checks.
     synced: set[Path] = set()
+    # What a stop needs to know, whatever thread scored each file: which files began and
+    # which ended (by output; set.add and a dict item are atomic), and the run's id in the
+    # records it wrote.
+    began: set[str] = set()
+    ended: dict[str, FileSummary] = {}
+    run_id = secrets.token_hex(16)
 
     def score(src: str, dst: str) -> FileSummary:
+        began.add(dst)
         done = [0]
 
         def advance(consumed: int) -> None:
@@ -115,30 +133,68 @@ def score_files(inputs: list[str], *, output: str | None = None,
                     done[0] = consumed
 
         try:
-            return score_one(src, dst, loaded, plan.options, force=force, progress=advance,
-                             synced_dirs=synced)
+            result = score_one(src, dst, loaded, plan.options, force=force, progress=advance,
+                               run_id=run_id, synced_dirs=synced)
         except DigitsError as exc:
-            return failed_summary(src, exc)
+            result = failed_summary(src, exc)
         except Exception as exc:  # a bug: this file fails, the others are still scored
             log.debug("%s failed", src, exc_info=True)
-            return failed_summary(src, internal_error(src, exc))
+            result = failed_summary(src, internal_error(src, exc))
+        ended[dst] = result
+        return result
 
-    with contextlib.ExitStack() as stack:
-        hold_outputs(stack, plan.pairs, out_dir)
-        # The directories' fsyncs, once each before the locks are released: group commit.
-        stack.callback(_fsync_directories, synced)
-        # Closed first (on an error too): files not started are cancelled, running ones end.
-        results = stack.enter_context(contextlib.closing(score_in_order(
-            plan.pairs, score, workers=default_workers() if workers is None else workers,
-            small=lambda src: is_small(src, plan.options.read))))
-        for result in results:
-            summary.files.append(result)
-            if on_file is not None:
-                on_file(result)
-    if bar is not None:
-        bar.close()
+    stopped: Interrupted | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            hold_outputs(stack, plan.pairs, out_dir)
+            # The directories' fsyncs, once each before the locks are released: group commit.
+            stack.callback(_fsync_directories, synced)
+            # Closed first (on an error too): files not started are cancelled, running ones
+            # end.
+            results = stack.enter_context(contextlib.closing(score_in_order(
+                plan.pairs, score, workers=default_workers() if workers is None else workers,
+                small=lambda src: is_small(src, plan.options.read))))
+            told = 0  # files passed to on_file
+            try:
+                for result in results:
+                    with Unsplit():
+                        summary.files.append(result)
+                        told += 1
+                        if on_file is not None:
+                            on_file(result)
+            except KeyboardInterrupt as exc:
+                stopped = interrupted(exc)
+                results.close()
+                summary.files += _ended_after_stop(plan.pairs[len(summary.files):], began,
+                                                   ended, run_id)
+                if on_file is not None:
+                    for result in summary.files[told:]:
+                        on_file(result)
+        if bar is not None:
+            bar.close()
+    except KeyboardInterrupt as exc:  # while locking, or as the locks were released
+        stopped = interrupted(exc)
     summary.seconds = time.perf_counter() - started
+    if stopped is not None:
+        summary.error, summary.error_code = stopped.message, stopped.exit_code
+        stopped.summary = summary
+        raise stopped
     return summary
+
+
+def _ended_after_stop(pairs: Sequence[tuple[str, str]], began: set[str],
+                      ended: dict[str, FileSummary], run_id: str) -> list[FileSummary]:
+    """The files of ``pairs`` (those not reported when the run stopped, in input order)
+    that ended all the same: on a worker thread as the run stopped, or committed on the
+    main thread just before the stop reached it (its record, of this run, says so)."""
+    out = []
+    for src, dst in pairs:
+        result = ended.get(dst)
+        if result is None and dst in began and not is_stream(dst):
+            result = recorded_summary(src, dst, run_id)
+        if result is not None:
+            out.append(result)
+    return out
 
 
 def _fsync_directories(folders: set[Path]) -> None:

@@ -14,19 +14,25 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import errors
+from . import errors, stopping
 from .console import say
 from .contract import FEATURE_MAX, FEATURE_MIN
 from .errors import DigitsError
 from .formats import INPUT_FORMATS, OUTPUT_FORMATS
 from .options import ON_ERROR, ScoreOptions, check_run
 from .readers import ReadOptions
+
+if TYPE_CHECKING:
+    from .summary import BatchSummary
 
 PROG = "digits-score"
 USAGE = f"""\
@@ -207,10 +213,14 @@ def run_score(argv: list[str]) -> int:
             _summary_after_failure(args, str(exc), exc.exit_code)
         _metrics_after_failure(args, exc.exit_code, started, str(exc))
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        stop = errors.interrupted(exc)
+        if stop.summary is not None:
+            _reports_after_stop(args, stop.summary, started)
+            raise
         if args.summary_json is not None and not args.dry_run:
-            _summary_after_failure(args, "interrupted", errors.EXIT_INTERRUPTED)
-        _metrics_after_failure(args, errors.EXIT_INTERRUPTED, started)
+            _summary_after_failure(args, stop.message, stop.exit_code)
+        _metrics_after_failure(args, stop.exit_code, started)
         raise
     except Exception as exc:
         if args.summary_json is not None and not args.dry_run:
@@ -261,16 +271,41 @@ def _score(args: argparse.Namespace, started: float) -> int:
         scheduler=args.scheduler, part_bytes=part_bytes,
         reports=reports, recursive=args.recursive,
     )
-    if args.verbose:
-        for path, reason in summary.left_out:
-            console.say(f"left out: {path} ({reason})")
-    if not args.quiet and len(summary.files) != 1:
-        console.report_total(summary)
-    if args.summary_json:
-        write_summary(args.summary_json, summary)
-    if args.metrics_file:
-        write_metrics(args.metrics_file, summary, started=started)
+    try:
+        if args.verbose:
+            for path, reason in summary.left_out:
+                console.say(f"left out: {path} ({reason})")
+        if not args.quiet and len(summary.files) != 1:
+            console.report_total(summary)
+        if args.summary_json:
+            write_summary(args.summary_json, summary)
+        if args.metrics_file:
+            write_metrics(args.metrics_file, summary, started=started)
+    except KeyboardInterrupt as exc:  # every file is done: the reports say so, and the stop
+        stop = errors.interrupted(exc)
+        summary.error, summary.error_code = stop.message, stop.exit_code
+        stop.summary = summary
+        raise stop from None
     return summary.exit_code
+
+
+def _reports_after_stop(args: argparse.Namespace, summary: BatchSummary,
+                        started: float) -> None:
+    """The summary and the metrics of a run stopped while it scored: the files it did, with
+    the stop's error and exit code (the run's plan checked both paths)."""
+    from .api import write_summary
+    from .metrics import write_metrics
+
+    try:
+        if args.summary_json:
+            write_summary(args.summary_json, summary)
+    except DigitsError as problem:
+        _error(str(problem))
+    try:
+        if args.metrics_file:
+            write_metrics(args.metrics_file, summary, started=started)
+    except DigitsError as problem:
+        _error(str(problem))
 
 
 def _summary_after_failure(args: argparse.Namespace, message: str, code: int) -> None:
@@ -329,8 +364,43 @@ def _standard_streams() -> Iterator[None]:
             os.close(fd)
 
 
+#: The signals that stop a run as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGINT,)
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    """Stop the run as Ctrl-C does, once a commit under way has ended (see
+    :mod:`.stopping`)."""
+    stopping.stop(errors.Interrupted(signum))
+
+
+@contextlib.contextmanager
+def _signals_stop_the_run() -> Iterator[None]:
+    """Handle :data:`STOP_SIGNALS` for the run, then put their handlers back. A signal the
+    process was started ignoring (``nohup``, a background job) stays ignored; off the main
+    thread, where Python cannot set handlers, the run stops on Ctrl-C as Python raises it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    handled = [signum for signum, handler in previous.items() if handler != signal.SIG_IGN]
+    for signum in handled:
+        signal.signal(signum, _on_stop_signal)
+    try:
+        yield
+    finally:
+        for signum in handled:
+            handler = previous[signum]
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code instead of exiting (tests call this)."""
+    with _signals_stop_the_run():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     logger = logging.getLogger("digits_onnx")
@@ -348,9 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     except DigitsError as exc:
         _error(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return errors.EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        stop = errors.interrupted(exc)
+        _error(stop.message)
+        return stop.exit_code
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)

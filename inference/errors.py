@@ -5,7 +5,11 @@ Exit codes follow sysexits(3), so cron wrappers and shells can tell the failures
 
 from __future__ import annotations
 
-from typing import Any
+import signal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .summary import BatchSummary
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -115,6 +119,43 @@ class InternalError(DigitsError):
     """Something failed that should not have: a bug, reported as one line, not a traceback."""
 
     exit_code = EXIT_SOFTWARE
+
+
+#: How a run stopped by each signal is reported: its one line, and the summary's error.
+STOP_MESSAGES = {signal.SIGHUP: "hung up", signal.SIGINT: "interrupted",
+                 signal.SIGTERM: "terminated"}
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal: Ctrl-C, or another the command line stops a run on. A
+    KeyboardInterrupt, so that every ``except KeyboardInterrupt`` (and every cleanup on the
+    way up) treats them alike; its exit code is 128 + the signal's number, as shells report
+    a process killed by it.
+
+    ``summary`` is set by :func:`.api.score_files` once the run has stopped: what the run
+    did before the stop (see there); None when it stopped before it planned its outputs.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT,
+                 summary: BatchSummary | None = None) -> None:
+        super().__init__(STOP_MESSAGES.get(signum, "interrupted"))
+        self.signum = signum
+        self.summary = summary
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+def interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    """The stop ``exc`` as an :class:`Interrupted` (a plain KeyboardInterrupt is Ctrl-C)."""
+    if isinstance(exc, Interrupted):
+        return exc
+    return Interrupted(signal.SIGINT).with_traceback(exc.__traceback__)
 
 
 def internal_error(src: str, exc: BaseException) -> InternalError:

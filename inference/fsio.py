@@ -95,11 +95,14 @@ def write_atomic_bytes(dst: Path, data: bytes) -> None:
     """Write a small file (a summary, a reject report) atomically."""
     out = AtomicFile(dst)
     try:
-        out.tmp.write_bytes(data)
-    except OSError as exc:
+        try:
+            out.tmp.write_bytes(data)
+        except OSError as exc:
+            raise WriteError(f"{dst}: cannot write ({exc.strerror})") from None
+        out.commit()
+    except BaseException:  # a failure, or a stop (Ctrl-C), leaves no temporary file
         out.discard()
-        raise WriteError(f"{dst}: cannot write ({exc.strerror})") from None
-    out.commit()
+        raise
 
 
 def is_special(path: str | Path) -> bool:

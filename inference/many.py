@@ -107,5 +107,5 @@ def score_in_order(pairs: Sequence[tuple[str, str]],
                 yield pending[0].result()
                 pending.popleft()
         finally:
-            for future in pending:
-                future.cancel()
+            # Every file not started, including one a stop caught as it was submitted.
+            pool.shutdown(cancel_futures=True)

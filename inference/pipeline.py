@@ -54,6 +54,7 @@ from .state import (
     up_to_date,
     write_state,
 )
+from .stopping import Unsplit
 from .summary import FileSummary, Tally
 from .writers import (
     STDOUT,
@@ -231,27 +232,29 @@ def commit_unit(dst: str, unit: Unit, record: Callable[[], None],
     record last. A kill in between leaves an output without a record, which a rerun redoes.
 
     With ``synced_dirs``, the directories' fsyncs are left to the caller (once per directory
-    for a whole run: group commit); the directories are added to the set.
+    for a whole run: group commit); the directories are added to the set. A stop (Ctrl-C,
+    SIGTERM) waits until the commit ends (see :mod:`.stopping`).
     """
     sync_dir = synced_dirs is None
-    try:
-        if unit.out is not None:
-            remove_state(Path(dst))
-        if unit.out is not None and not is_special(unit.report.path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(unit.report.path)
-        if unit.out is not None:
-            unit.out.commit(sync_dir=sync_dir)
-        unit.report.commit(sync_dir=sync_dir)
-        if unit.out is not None:
-            record()
-        if synced_dirs is not None:
-            synced_dirs.update({Path(dst).parent, unit.report.path.parent})
-    except BaseException:
-        unit.report.discard()
-        if unit.out is not None:
-            unit.out.discard()
-        raise
+    with Unsplit():
+        try:
+            if unit.out is not None:
+                remove_state(Path(dst))
+            if unit.out is not None and not is_special(unit.report.path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(unit.report.path)
+            if unit.out is not None:
+                unit.out.commit(sync_dir=sync_dir)
+            unit.report.commit(sync_dir=sync_dir)
+            if unit.out is not None:
+                record()
+            if synced_dirs is not None:
+                synced_dirs.update({Path(dst).parent, unit.report.path.parent})
+        except BaseException:
+            unit.report.discard()
+            if unit.out is not None:
+                unit.out.discard()
+            raise
 
 
 def remove_unit(dst: str, rejects_at: Path) -> tuple[str, ...]:

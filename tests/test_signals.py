@@ -1,0 +1,176 @@
+"""How a run ends when it is signalled: Ctrl-C (SIGINT), SIGTERM (kill, timeout, docker stop,
+systemd), SIGHUP.
+
+Whatever the step the signal finds the run at, it stops as Ctrl-C does: files being scored
+end committed whole or discarded, no temporary file stays, one line on stderr, the exit code
+128 + the signal, and the summary, the metrics and the per-file lines list exactly the files
+committed (which a rerun skips as up to date).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from digits_onnx.inference import score_files
+from digits_onnx.inference.errors import Interrupted
+from digits_onnx.inference.metrics import read_previous
+from digits_onnx.inference.state import read_state
+
+from tests.kill_support import hidden, run_scorer, visible
+from tests.test_many_files import _csv, _inputs
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "hung up"}
+#: One call per batch, on whichever thread scores it: a stop in the middle of scoring.
+BATCH = "digits_onnx.inference.pipeline.run_model"
+
+
+@pytest.fixture(scope="module")
+def small_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 small files (CSV, NPY, Parquet; some with bad cells, so reject reports too)."""
+    folder = tmp_path_factory.mktemp("signals") / "in"
+    _inputs(folder, n=24, seed=31)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One CSV of 40 blocks of 16 KiB (``FAULT_RUNNER_CHUNK_BYTES``), with bad cells."""
+    folder = tmp_path_factory.mktemp("signals-big") / "in"
+    folder.mkdir()
+    cells = np.random.default_rng(8).integers(0, 17, size=(3000, 64)).astype(str)
+    cells[[5, 1500, 2900], 9] = "x"
+    _csv(folder / "big.csv", cells)
+    return folder
+
+
+def _args(inputs: Path, out: Path, reports: Path, *extra: str) -> list[str]:
+    return [str(inputs), "--out-dir", str(out), "--on-error", "skip", "--summary-json",
+            str(reports / "summary.json"), "--metrics-file", str(reports / "metrics.prom"),
+            *extra]
+
+
+def _run(inputs: Path, tmp_path: Path, point: str, *extra: str, chunk: int | None = None):
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    reports.mkdir(exist_ok=True)
+    env = {**os.environ, "FAULT_RUNNER_CHUNK_BYTES": str(chunk)} if chunk else None
+    proc = run_scorer(_args(inputs, out, reports, *extra), point, env=env)
+    return proc, out, reports
+
+
+def _temporaries(out: Path) -> list[str]:
+    """What a stop must not leave: hidden files beside the outputs, temporary files in the
+    bookkeeping folder."""
+    return hidden(out) + sorted(p.name for p in out.rglob("*.tmp"))
+
+
+def _committed(out: Path) -> set[str]:
+    """The outputs under their final names; each must have its record."""
+    outputs = {p.name for p in out.glob("*.pred.*")}
+    assert {name for name in outputs if read_state(out / name) is None} == set()
+    return outputs
+
+
+def _check_stopped(proc, out: Path, reports: Path, sig: str) -> dict:
+    """The promises of a stopped run; returns its summary."""
+    message, code = MESSAGES[sig], 128 + getattr(signal, sig)
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"digits-score: error: {message}"
+    assert _temporaries(out) == []
+    summary = json.loads((reports / "summary.json").read_text())
+    assert (summary["exit_code"], summary["error"]) == (code, message)
+    listed = [f for f in summary["files"] if f["status"] == "scored"]
+    assert {Path(f["output"]).name for f in listed} == _committed(out)
+    assert summary["totals"]["rows"] == sum(f["rows"] for f in summary["files"])
+    metrics = read_previous((reports / "metrics.prom").read_bytes()).counters
+    assert metrics[("files_total", "scored")] == len(listed)
+    assert metrics[("rows_total", "scored")] == sum(f["scored"] for f in listed)
+    assert metrics[("rows_total", "rejected")] == sum(f["rejected"] for f in listed)
+    assert f"digits_score_last_run_exit_code {code}\n" in (
+        reports / "metrics.prom").read_text()
+    return summary
+
+
+def _check_rerun(inputs: Path, tmp_path: Path, stopped: dict, reference: dict[str, bytes],
+                 *extra: str) -> None:
+    """A rerun finishes the job, byte for byte, and skips exactly the files the stopped
+    run's summary listed."""
+    proc, out, reports = _run(inputs, tmp_path, "none", *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert visible(out) == reference
+    assert _temporaries(out) == []
+    summary = json.loads((reports / "summary.json").read_text())
+    skipped = {f["output"] for f in summary["files"] if f["status"] == "skipped"}
+    assert skipped == {f["output"] for f in stopped["files"] if f["status"] == "scored"}
+
+
+@pytest.fixture(scope="module")
+def small_reference(small_inputs: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> dict[str, bytes]:
+    proc, out, _ = _run(small_inputs, tmp_path_factory.mktemp("small-reference"), "none")
+    assert proc.returncode == 0, proc.stderr
+    return visible(out)
+
+
+# Steps of a many-file run: inside the commit of a file (fsync and rename of its output,
+# the append of its record), and mid-scoring (after a file's batch was scored). With one
+# thread the main thread commits; with several, worker threads do.
+MANY_POINTS = ["fsync:3:before", "replace:6:after", "write:9:after", f"{BATCH}:14:after",
+               "fsync:20:after"]
+
+
+@pytest.mark.parametrize("threads", ["1", "4"])
+@pytest.mark.parametrize("point", MANY_POINTS)
+def test_ctrl_c_reports_exactly_the_files_committed(small_inputs, small_reference, tmp_path,
+                                                   point, threads):
+    extra = ("-q", "--threads", threads)
+    proc, out, reports = _run(small_inputs, tmp_path, f"{point}:SIGINT", *extra)
+    summary = _check_stopped(proc, out, reports, "SIGINT")
+    assert proc.stderr.count("\n") == 1
+    assert 0 < len(summary["files"]) < 24
+    _check_rerun(small_inputs, tmp_path, summary, small_reference, *extra)
+
+
+@pytest.mark.parametrize("point", ["replace:4:after", f"{BATCH}:10:after", "write:15:before"])
+def test_the_per_file_lines_of_a_stopped_run_name_every_file_committed(
+        small_inputs, tmp_path, point):
+    """With four files at a time, those that worker threads finish as the run stops are
+    reported too, in input order."""
+    proc, out, reports = _run(small_inputs, tmp_path, f"{point}:SIGINT", "--threads", "4")
+    summary = _check_stopped(proc, out, reports, "SIGINT")
+    printed = re.findall(r"^scored \S+ -> (\S+):", proc.stderr, re.MULTILINE)
+    assert printed == [f["output"] for f in summary["files"] if f["status"] == "scored"]
+    assert {Path(p).name for p in printed} == _committed(out)
+
+
+@pytest.mark.parametrize(("workers", "stop_at"), [(1, 1), (1, 7), (4, 1), (4, 6), (4, 20)])
+def test_score_files_raises_the_stop_with_the_files_it_committed(tmp_path, model, workers,
+                                                                 stop_at):
+    """The library's side: a KeyboardInterrupt comes back as Interrupted, whose summary
+    lists every file that ended (on_file was called for each), with the stop's code."""
+    inputs = _inputs(tmp_path / "in", n=24, seed=4)
+    reported = []
+
+    def on_file(result):
+        reported.append(result)
+        if len(reported) == stop_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as caught:
+        score_files([str(tmp_path / "in")], out_dir=tmp_path / "out", model=model,
+                    workers=workers, on_file=on_file)
+    summary = caught.value.summary
+    assert summary is not None and (summary.exit_code, summary.error) == (130, "interrupted")
+    assert summary.files == reported
+    assert [f.input for f in summary.files] == [str(p) for p in inputs[:len(reported)]]
+    scored = {Path(f.output).name for f in summary.files if f.status == "scored"}
+    assert scored == _committed(tmp_path / "out")
+    assert len(summary.files) >= stop_at and (workers == 1) == (len(summary.files) == stop_at)
