@@ -364,8 +364,9 @@ def _standard_streams() -> Iterator[None]:
             os.close(fd)
 
 
-#: The signals that stop a run as Ctrl-C does.
-STOP_SIGNALS = (signal.SIGINT,)
+#: The signals that stop a run as Ctrl-C does: SIGTERM is how kill, timeout, docker stop
+#: and systemd ask a process to end, SIGHUP what a closed terminal sends.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _on_stop_signal(signum: int, frame: object) -> None:

@@ -21,7 +21,9 @@ EXIT_IOERR = 74
 EXIT_TEMPFAIL = 75
 EXIT_UNAVAILABLE = 69
 EXIT_SOFTWARE = 70
+EXIT_HANGUP = 129  # 128 + SIGHUP
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 #: What each exit code of ``digits-score`` means: the one table --help and the README show.
 SCORE_EXIT_CODES = {
@@ -38,7 +40,9 @@ SCORE_EXIT_CODES = {
                     "would overwrite an input, the model or another output)",
     EXIT_IOERR: "I/O error while reading or writing (disk full, ...)",
     EXIT_TEMPFAIL: "another run holds the output directory's lock; try again later",
+    EXIT_HANGUP: "hung up (SIGHUP): stopped as on Ctrl-C",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); no partial output is left",
+    EXIT_TERMINATED: "terminated (SIGTERM: kill, timeout, docker stop): stopped as on Ctrl-C",
 }
 
 

@@ -13,6 +13,9 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from digits_onnx.inference.errors import Interrupted
 from digits_onnx.inference.metrics import read_previous
 from digits_onnx.inference.state import read_state
 
-from tests.kill_support import hidden, run_scorer, visible
+from tests.kill_support import REPO, hidden, run_scorer, visible
 from tests.test_many_files import _csv, _inputs
 
 pytestmark = pytest.mark.slow
@@ -42,7 +45,7 @@ def small_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One CSV of 40 blocks of 16 KiB (``FAULT_RUNNER_CHUNK_BYTES``), with bad cells."""
+    """One CSV of many blocks of 16 KiB (``FAULT_RUNNER_CHUNK_BYTES``), with bad cells."""
     folder = tmp_path_factory.mktemp("signals-big") / "in"
     folder.mkdir()
     cells = np.random.default_rng(8).integers(0, 17, size=(3000, 64)).astype(str)
@@ -100,10 +103,10 @@ def _check_stopped(proc, out: Path, reports: Path, sig: str) -> dict:
 
 
 def _check_rerun(inputs: Path, tmp_path: Path, stopped: dict, reference: dict[str, bytes],
-                 *extra: str) -> None:
+                 *extra: str, chunk: int | None = None) -> None:
     """A rerun finishes the job, byte for byte, and skips exactly the files the stopped
     run's summary listed."""
-    proc, out, reports = _run(inputs, tmp_path, "none", *extra)
+    proc, out, reports = _run(inputs, tmp_path, "none", *extra, chunk=chunk)
     assert proc.returncode == 0, proc.stderr
     assert visible(out) == reference
     assert _temporaries(out) == []
@@ -174,3 +177,74 @@ def test_score_files_raises_the_stop_with_the_files_it_committed(tmp_path, model
     scored = {Path(f.output).name for f in summary.files if f.status == "scored"}
     assert scored == _committed(tmp_path / "out")
     assert len(summary.files) >= stop_at and (workers == 1) == (len(summary.files) == stop_at)
+
+
+# -- SIGTERM and SIGHUP stop a run as Ctrl-C does ---------------------------------------------
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize(("point", "threads"), [
+    ("fsync:1:before", "1"), ("replace:6:after", "1"), (f"{BATCH}:9:after", "1"),
+    ("write:3:before", "4"), (f"{BATCH}:14:after", "4"), ("fsync:22:after", "4"),
+])
+def test_sigterm_stops_a_many_file_run_as_ctrl_c_does(small_inputs, small_reference, tmp_path,
+                                                     sig, point, threads):
+    extra = ("-q", "--threads", threads)
+    proc, out, reports = _run(small_inputs, tmp_path, f"{point}:{sig}", *extra)
+    summary = _check_stopped(proc, out, reports, sig)
+    assert proc.stderr.count("\n") == 1
+    assert len(summary["files"]) < 24
+    _check_rerun(small_inputs, tmp_path, summary, small_reference, *extra)
+
+
+@pytest.fixture(scope="module")
+def big_reference(big_input: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> dict[str, bytes]:
+    proc, out, _ = _run(big_input, tmp_path_factory.mktemp("big-reference"), "none",
+                        chunk=BIG_CHUNK)
+    assert proc.returncode == 0, proc.stderr
+    assert len(visible(out)) == 2  # the output and its reject report
+    return visible(out)
+
+
+#: 16 KiB blocks: the 460 kB input is scored in 25 batches, the next parsed while one is
+#: scored.
+BIG_CHUNK = 16 << 10
+
+
+# Steps of one file of many blocks, on the main thread: its first, tenth and last batch
+# scored, the fsync and the rename of its output, the append of its record.
+@pytest.mark.parametrize("point", [f"{BATCH}:1:after", f"{BATCH}:10:before",
+                                   f"{BATCH}:25:after", "fsync:1:before", "replace:1:after",
+                                   "write:1:before"])
+def test_sigterm_stops_a_large_file_whole_or_not_at_all(big_input, big_reference, tmp_path,
+                                                       point):
+    proc, out, reports = _run(big_input, tmp_path, f"{point}:SIGTERM", "-q", chunk=BIG_CHUNK)
+    summary = _check_stopped(proc, out, reports, "SIGTERM")
+    assert proc.stderr.count("\n") == 1
+    assert visible(out) in ({}, big_reference)
+    assert len(summary["files"]) == (1 if visible(out) else 0)
+    _check_rerun(big_input, tmp_path, summary, big_reference, "-q", chunk=BIG_CHUNK)
+
+
+@pytest.mark.parametrize("after_ms", [0, 20, 60])
+def test_a_sigterm_from_outside_stops_the_command(small_inputs, small_reference, tmp_path,
+                                                 after_ms):
+    """``kill PID`` on the installed command, once its first output is committed."""
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    reports.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "digits_onnx.inference",
+                             *_args(small_inputs, out, reports, "-q", "--threads", "4")],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(out.glob("*.pred.*")) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(after_ms / 1000)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    proc.stderr = err
+    if proc.returncode == 0:  # it finished first: nothing to stop
+        assert visible(out) == small_reference
+        return
+    summary = _check_stopped(proc, out, reports, "SIGTERM")
+    assert err.count("\n") == 1
+    _check_rerun(small_inputs, tmp_path, summary, small_reference, "-q", "--threads", "4")
