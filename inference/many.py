@@ -31,6 +31,7 @@ import pyarrow as pa
 from .errors import DigitsError
 from .readers import STDIN, ReadOptions, detect_format
 from .readers.csv import block_bytes, largest_block
+from .stopping import Unsplit
 from .summary import FileSummary
 
 #: More threads than this buy nothing: the Python share of each file holds the GIL.
@@ -102,7 +103,10 @@ def score_in_order(pairs: Sequence[tuple[str, str]],
                 if len(pending) >= ahead:
                     yield pending[0].result()
                     pending.popleft()
-                pending.append(pool.submit(score, src, dst))
+                # A stop inside submit, as it starts a worker thread, would leave that thread
+                # scoring a file unseen by the pool's shutdown and by the run's summary.
+                with Unsplit():
+                    pending.append(pool.submit(score, src, dst))
             while pending:
                 yield pending[0].result()
                 pending.popleft()

@@ -60,11 +60,12 @@ def _args(inputs: Path, out: Path, reports: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def _run(inputs: Path, tmp_path: Path, point: str, *extra: str, chunk: int | None = None):
+def _run(inputs: Path, tmp_path: Path, point: str, *extra: str, chunk: int | None = None,
+         **kw: object):
     out, reports = tmp_path / "out", tmp_path / "reports"
     reports.mkdir(exist_ok=True)
     env = {**os.environ, "FAULT_RUNNER_CHUNK_BYTES": str(chunk)} if chunk else None
-    proc = run_scorer(_args(inputs, out, reports, *extra), point, env=env)
+    proc = run_scorer(_args(inputs, out, reports, *extra), point, env=env, **kw)
     return proc, out, reports
 
 
@@ -152,6 +153,16 @@ def test_the_per_file_lines_of_a_stopped_run_name_every_file_committed(
     printed = re.findall(r"^scored \S+ -> (\S+):", proc.stderr, re.MULTILINE)
     assert printed == [f["output"] for f in summary["files"] if f["status"] == "scored"]
     assert {Path(p).name for p in printed} == _committed(out)
+
+
+@pytest.mark.parametrize("nth", [1, 2, 4])
+def test_ctrl_c_as_a_worker_thread_starts_still_reports_its_file(small_inputs, tmp_path, nth):
+    """The pool starts a thread as a file is submitted: a stop just after the start, before
+    the pool has noted the thread, must not leave it scoring a file the run never reports."""
+    point = f"threading.Thread.start:{nth}:after:SIGINT"
+    proc, out, reports = _run(small_inputs, tmp_path, point, "-q", "--threads", "4")
+    summary = _check_stopped(proc, out, reports, "SIGINT")
+    assert len(summary["files"]) >= nth
 
 
 @pytest.mark.parametrize(("workers", "stop_at"), [(1, 1), (1, 7), (4, 1), (4, 6), (4, 20)])
