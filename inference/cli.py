@@ -370,16 +370,30 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _on_stop_signal(signum: int, frame: object) -> None:
-    """Stop the run as Ctrl-C does, once a commit under way has ended (see
-    :mod:`.stopping`)."""
+    """Stop the run as Ctrl-C does (once a commit under way has ended: see
+    :mod:`.stopping`), and ignore the stop signals from now on.
+
+    Ignored, not counted nor escalated: the stop is bounded (files not started are
+    cancelled, small files running end committed or discarded, a large file is discarded
+    once the block being read ahead is parsed), and a second exception raised into it would
+    break the very cleanup that bounds it (a thread pool's shutdown, a temporary file's
+    removal, the reports), leaving tracebacks, temporary files and no summary. SIGKILL
+    remains for a stop that must not wait (a stream input that stalls mid-read holds the
+    read-ahead thread, and so the stop).
+    """
+    for stop_signal in STOP_SIGNALS:
+        if signal.getsignal(stop_signal) is _on_stop_signal:
+            signal.signal(stop_signal, signal.SIG_IGN)
     stopping.stop(errors.Interrupted(signum))
 
 
 @contextlib.contextmanager
-def _signals_stop_the_run() -> Iterator[None]:
-    """Handle :data:`STOP_SIGNALS` for the run, then put their handlers back. A signal the
-    process was started ignoring (``nohup``, a background job) stays ignored; off the main
-    thread, where Python cannot set handlers, the run stops on Ctrl-C as Python raises it."""
+def _signals_stop_the_run(*, exiting: bool = False) -> Iterator[None]:
+    """Handle :data:`STOP_SIGNALS` for the run; afterwards put their handlers back, or, in
+    a process about to exit, ignore them, so that a signal cannot raise into the exit. A
+    signal the process was started ignoring (``nohup``, a background job) stays ignored;
+    off the main thread, where Python cannot set handlers, the run stops on Ctrl-C as
+    Python raises it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -391,7 +405,7 @@ def _signals_stop_the_run() -> Iterator[None]:
         yield
     finally:
         for signum in handled:
-            handler = previous[signum]
+            handler = signal.SIG_IGN if exiting else previous[signum]
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
@@ -440,7 +454,8 @@ def _main(argv: list[str] | None) -> int:
 
 def entrypoint() -> None:
     """Console-script entry point."""
-    code = main()
+    with _signals_stop_the_run(exiting=True):
+        code = _main(None)
     # Everything is written, closed and reported by now. Freezing the objects still alive
     # spares the interpreter's shutdown a full garbage-collection pass over numpy's,
     # pyarrow's and Dask's module state (0.1-0.2 s of a short run, most with --scheduler).

@@ -91,4 +91,5 @@ if __name__ == "__main__":
     if "FAULT_RUNNER_CHUNK_BYTES" in os.environ:
         cli.ReadOptions = functools.partial(  # type: ignore[misc]
             cli.ReadOptions, chunk_bytes=int(os.environ["FAULT_RUNNER_CHUNK_BYTES"]))
-    sys.exit(cli.main(args))
+    sys.argv[1:] = args
+    cli.entrypoint()

@@ -259,3 +259,59 @@ def test_a_sigterm_from_outside_stops_the_command(small_inputs, small_reference,
     summary = _check_stopped(proc, out, reports, "SIGTERM")
     assert err.count("\n") == 1
     _check_rerun(small_inputs, tmp_path, summary, small_reference, "-q", "--threads", "4")
+
+
+# -- Ctrl-C pressed twice ------------------------------------------------------------------------
+
+SECOND_MS = [0, 2, 5, 8, 12, 20]
+
+
+@pytest.mark.parametrize("second_ms", SECOND_MS)
+@pytest.mark.parametrize("point", [f"{BATCH}:3:after", f"{BATCH}:12:before"])
+def test_ctrl_c_twice_on_a_large_file_stops_it_once(big_input, tmp_path, point, second_ms):
+    """The second Ctrl-C comes while the first one's stop waits for the read-ahead thread."""
+    proc, out, reports = _run(big_input, tmp_path, f"{point}:SIGINT+{second_ms}", "-q",
+                              chunk=BIG_CHUNK)
+    _check_stopped(proc, out, reports, "SIGINT")
+    assert proc.stderr.count("\n") == 1
+    assert visible(out) == {}
+
+
+@pytest.mark.parametrize("second_ms", SECOND_MS)
+@pytest.mark.parametrize("point", [f"{BATCH}:6:after", "replace:10:before"])
+def test_ctrl_c_twice_on_many_files_stops_them_once(small_inputs, tmp_path, point, second_ms):
+    """The second Ctrl-C comes while the first one's stop waits for the files running on
+    worker threads."""
+    proc, out, reports = _run(small_inputs, tmp_path, f"{point}:SIGINT+{second_ms}", "-q",
+                              "--threads", "4")
+    _check_stopped(proc, out, reports, "SIGINT")
+    assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("second_ms", [5, 10, 15, 20])
+def test_ctrl_c_twice_from_outside_stops_the_command_once(small_inputs, tmp_path, second_ms):
+    """As a terminal sends them, to the installed command: the second signal may come as
+    the stop ends and the process exits."""
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    reports.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "digits_onnx.inference",
+                             *_args(small_inputs, out, reports, "-q", "--threads", "4")],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(out.glob("*.pred.*")) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(second_ms / 1000)
+    proc.send_signal(signal.SIGINT)
+    _, proc.stderr = proc.communicate(timeout=60)
+    _check_stopped(proc, out, reports, "SIGINT")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(small_inputs, small_reference,
+                                                                 tmp_path):
+    """As under nohup: SIGHUP does not stop the run."""
+    proc, out, _ = _run(small_inputs, tmp_path, "replace:3:after:SIGHUP", "-q",
+                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert visible(out) == small_reference
