@@ -377,9 +377,9 @@ def _on_stop_signal(signum: int, frame: object) -> None:
     cancelled, small files running end committed or discarded, a large file is discarded
     once the block being read ahead is parsed), and a second exception raised into it would
     break the very cleanup that bounds it (a thread pool's shutdown, a temporary file's
-    removal, the reports), leaving tracebacks, temporary files and no summary. SIGKILL
-    remains for a stop that must not wait (a stream input that stalls mid-read holds the
-    read-ahead thread, and so the stop).
+    removal, the reports), leaving tracebacks, temporary files and no summary. A read of a
+    stream whose producer stalls gives up once the stop is asked for (see
+    :class:`.readers.streams.StoppableReader`), so that wait does not hold the stop either.
     """
     for stop_signal in STOP_SIGNALS:
         if signal.getsignal(stop_signal) is _on_stop_signal:
@@ -397,6 +397,7 @@ def _signals_stop_the_run(*, exiting: bool = False) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopping.reset()
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     handled = [signum for signum, handler in previous.items() if handler != signal.SIG_IGN]
     for signum in handled:

@@ -30,6 +30,8 @@ class _MainThread:
 
 
 _MAIN = _MainThread()
+#: Set once a stop is asked for: threads waiting on a stalled input stream give up.
+_ASKED = threading.Event()
 
 
 def _on_main_thread() -> bool:
@@ -56,7 +58,19 @@ class Unsplit:
 def stop(exc: BaseException) -> None:
     """Raise ``exc`` (a KeyboardInterrupt), or hold it until the step the main thread is in
     ends (see :class:`Unsplit`): what a signal handler calls to stop the run."""
+    _ASKED.set()
     if _MAIN.depth > 0 and _on_main_thread():
         _MAIN.held = exc
         return
     raise exc
+
+
+def asked() -> bool:
+    """Whether a stop was asked for since :func:`reset`. A read-ahead thread waiting on a
+    pipe whose producer stalls looks at it, and gives up: the stop waits for that thread."""
+    return _ASKED.is_set()
+
+
+def reset() -> None:
+    """Forget an earlier run's stop (a process that runs the command more than once)."""
+    _ASKED.clear()

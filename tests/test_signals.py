@@ -315,3 +315,43 @@ def test_a_signal_the_process_was_started_ignoring_stays_ignored(small_inputs, s
                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     assert (proc.returncode, proc.stderr) == (0, "")
     assert visible(out) == small_reference
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])
+@pytest.mark.parametrize("source", ["stdin", "fifo"])
+def test_a_stream_whose_producer_stalls_mid_file_still_stops(big_input, tmp_path, sig, source):
+    """A pipe read past its first block is read ahead on a thread, which waits on the
+    producer; the stop waits for that thread, so the wait must give up when asked."""
+    data = (big_input / "big.csv").read_bytes()
+    data += data.partition(b"\n")[2] * 11  # 4.5 MB: a stream's first blocks are 2 MiB
+    out = tmp_path / "out"
+    out.mkdir()
+    name = "-" if source == "stdin" else str(tmp_path / "in.fifo")
+    if source == "fifo":
+        os.mkfifo(name)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "fault_runner.py"), "none", "--", name, "-o",
+         str(out / "x.csv"), "--on-error", "skip"],
+        cwd=REPO, stdin=subprocess.PIPE if source == "stdin" else None,
+        stderr=subprocess.PIPE)
+    producer = proc.stdin if source == "stdin" else open(name, "wb")  # noqa: SIM115
+    try:
+        producer.write(data)
+        producer.flush()  # every byte in; the producer stays open: it stalls
+        deadline = time.monotonic() + 60
+        while not hidden(out) and time.monotonic() < deadline:  # its output is begun
+            time.sleep(0.05)
+        assert hidden(out), "the first block was never scored"
+        time.sleep(0.5)  # every block read; the read-ahead waits for the next
+        assert proc.poll() is None
+        proc.send_signal(getattr(signal, sig))
+        code = proc.wait(timeout=30)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+        producer.close()
+        proc.stderr.close()
+    assert code == 128 + getattr(signal, sig)
+    assert err == f"digits-score: error: {MESSAGES[sig]}\n"
+    assert os.listdir(out) == [".digits-score"]

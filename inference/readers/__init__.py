@@ -20,7 +20,7 @@ from ..errors import MissingInputError, UsageError, read_error
 from ..formats import INPUT_FORMATS, input_format_of
 from .read_options import DELIMITER_NAMES, ReadOptions
 from .sniff import HEAD_BYTES, MAGIC, sniff_format
-from .streams import Prefixed, ReadAdapter, read_up_to
+from .streams import Prefixed, ReadAdapter, StoppableReader, read_up_to, waits
 
 if TYPE_CHECKING:
     from .base import Batch, Reject, Source
@@ -138,12 +138,16 @@ def open_source(path: str, options: ReadOptions | None = None) -> Source:
 def _open(path: str) -> io.BufferedIOBase:
     if path == STDIN:
         stdin = sys.stdin.buffer
+        if isinstance(stdin, io.BufferedReader) and waits(stdin.raw):
+            # Its descriptor, read afresh: nothing has been read through sys.stdin yet.
+            return io.BufferedReader(StoppableReader(stdin.raw))
         if isinstance(stdin, io.BufferedIOBase):
             return stdin
         # A replaced sys.stdin that cannot read into buffers: read as it comes all the same.
         return io.BufferedReader(ReadAdapter(stdin))
     try:
-        return open(path, "rb")
+        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - the source closes it
+        return io.BufferedReader(StoppableReader(raw) if waits(raw) else raw)
     except FileNotFoundError:
         raise MissingInputError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -9,12 +9,16 @@ Light on purpose (no numpy, no pyarrow): the command line loads it before the sc
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
+import select
+import stat
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+from .. import stopping
 from ..errors import ReadError, read_error
 
 if TYPE_CHECKING:
@@ -126,6 +130,46 @@ class Prefixed(io.RawIOBase):
         if not self.closed:
             self._rest.close()
         super().close()
+
+
+#: How long a read of a pipe waits for data before it looks whether the run is stopping.
+POLL_SECONDS = 0.2
+
+
+class StoppableReader(io.RawIOBase):
+    """A pipe, FIFO, terminal or device (``raw``, owned) read in waits of at most
+    :data:`POLL_SECONDS`. A stop raises on the main thread, but the read-ahead thread may be
+    blocked in a read of a producer that stalls, and the stop waits for it: asked to stop
+    (:func:`..stopping.asked`), a waiting read gives up instead (OSError ECANCELED)."""
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        self._raw = raw
+        self._fd = raw.fileno()
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer: Buffer, /) -> int:
+        while not select.select([self._fd], [], [], POLL_SECONDS)[0]:
+            if stopping.asked():  # not EINTR: io's buffered readers retry that
+                raise OSError(errno.ECANCELED, "the run is stopping")
+        return self._raw.readinto(buffer) or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def waits(raw: io.RawIOBase) -> bool:
+    """Whether a read of ``raw`` can wait on a producer: anything but a regular file."""
+    try:
+        return not stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False  # no descriptor (an in-memory stream): nothing to wait on
 
 
 class ReadAdapter(io.RawIOBase):
