@@ -126,8 +126,8 @@ class InternalError(DigitsError):
 
 
 #: How a run stopped by each signal is reported: its one line, and the summary's error.
-STOP_MESSAGES = {signal.SIGHUP: "hung up", signal.SIGINT: "interrupted",
-                 signal.SIGTERM: "terminated"}
+STOP_MESSAGES: dict[int, str] = {signal.SIGHUP: "hung up", signal.SIGINT: "interrupted",
+                                  signal.SIGTERM: "terminated"}
 
 
 class Interrupted(KeyboardInterrupt):
