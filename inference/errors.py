@@ -6,10 +6,7 @@ Exit codes follow sysexits(3), so cron wrappers and shells can tell the failures
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .summary import BatchSummary
+from typing import Any
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -137,11 +134,12 @@ class Interrupted(KeyboardInterrupt):
     a process killed by it.
 
     ``summary`` is set by :func:`.api.score_files` once the run has stopped: what the run
-    did before the stop (see there); None when it stopped before it planned its outputs.
+    did before the stop, a ``BatchSummary`` (see there; not named here, as the summary
+    module imports this one); None when it stopped before it planned its outputs.
     """
 
     def __init__(self, signum: int = signal.SIGINT,
-                 summary: BatchSummary | None = None) -> None:
+                 summary: Any = None) -> None:
         super().__init__(STOP_MESSAGES.get(signum, "interrupted"))
         self.signum = signum
         self.summary = summary
