@@ -155,3 +155,43 @@ def score_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None
     return subprocess.run([sys.executable, "-m", "digits_onnx.inference", *args], input=input,
                           capture_output=True, timeout=120, check=False, env=env,
                           preexec_fn=preexec_fn)
+
+
+def assert_streams_score_as_the_file(tmp_path: Path, file: Path, *args: str,
+                                     rows: int) -> None:
+    """``file`` scored from stdin and from a FIFO gives, byte for byte, the file's output
+    (``rows`` lines after the header)."""
+    data = file.read_bytes()
+    assert score_cli(str(file), "-o", str(tmp_path / "file.csv"), *args).returncode == 0
+    proc = score_cli("-", "-o", str(tmp_path / "stdin.csv"), *args, input=data)
+    assert proc.returncode == 0, proc.stderr
+    feeder = Feeder(tmp_path / "pipe", data)
+    proc = score_cli(str(tmp_path / "pipe"), "-o", str(tmp_path / "fifo.csv"), *args)
+    assert proc.returncode == 0, proc.stderr
+    feeder.join()
+    expected = (tmp_path / "file.csv").read_bytes()
+    assert len(expected.splitlines()) == rows + 1
+    assert (tmp_path / "stdin.csv").read_bytes() == expected
+    assert (tmp_path / "fifo.csv").read_bytes() == expected
+
+
+def refused_as_file_and_stream(tmp_path: Path, data: bytes, suffix: str,
+                               pipe: str = "pipe", options: ReadOptions | None = None
+                               ) -> tuple[Path, str, Path, str]:
+    """``data`` opened as a file and as a FIFO, both refused: (the file, its error, the
+    FIFO, its error)."""
+    import pytest
+    from digits_onnx.inference.errors import InputDataError
+
+    file = tmp_path / f"x{suffix}"
+    file.write_bytes(data)
+    with pytest.raises(InputDataError) as of_file:
+        open_source(str(file), options)
+    path = tmp_path / pipe
+    feeder = Feeder(path, data)
+    try:
+        with pytest.raises(InputDataError) as of_stream:
+            open_source(str(path), options)
+    finally:
+        feeder.join()
+    return file, str(of_file.value), path, str(of_stream.value)

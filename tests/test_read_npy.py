@@ -10,7 +10,15 @@ import pytest
 from digits_onnx.inference import InputDataError
 from digits_onnx.inference.readers import ReadOptions, open_source
 
-from tests.readers_support import Feeder, disk_limit, left_in, score_cli, score_endless
+from tests.readers_support import (
+    Feeder,
+    assert_streams_score_as_the_file,
+    disk_limit,
+    left_in,
+    refused_as_file_and_stream,
+    score_cli,
+    score_endless,
+)
 
 
 def read_all(path, chunk_rows=1 << 17):
@@ -298,18 +306,9 @@ def test_an_npy_stream_shorter_than_its_header_declares_is_refused_as_the_file_i
         tmp_path, digits_rows, spools, cut):
     whole = saved(digits_rows[:4])
     keep = {"all the data": 128, "part of the header": 60}.get(str(cut)) or len(whole) - cut
-    data = whole[:keep]
-    file = tmp_path / "x.npy"
-    file.write_bytes(data)
-    with pytest.raises(InputDataError) as of_file:
-        open_source(str(file))
-    path = tmp_path / "pipe"
-    feeder = Feeder(path, data)
-    with pytest.raises(InputDataError) as of_stream:
-        open_source(str(path))
-    feeder.join()
-    assert str(of_stream.value) == str(of_file.value).replace(str(file), str(path))
-    assert "truncated" in str(of_stream.value)
+    file, of_file, path, of_stream = refused_as_file_and_stream(tmp_path, whole[:keep], ".npy")
+    assert of_stream == of_file.replace(str(file), str(path))
+    assert "truncated" in of_stream
     assert spools.written == ([] if cut == "part of the header" else [keep])
     assert spools.all_closed()
 
@@ -396,19 +395,7 @@ def test_a_valid_npy_stream_scores_as_the_file_does(tmp_path, digits_rows, layou
     X = np.asarray(X.reshape(-1, 8, 8) if shape == "(N, 8, 8)" else X, order=order)
     file = tmp_path / "x.npy"
     np.save(file, X)
-    data = file.read_bytes()
-    args = ("--proba", "-q")
-    assert score_cli(str(file), "-o", str(tmp_path / "file.csv"), *args).returncode == 0
-    proc = score_cli("-", "-o", str(tmp_path / "stdin.csv"), *args, input=data)
-    assert proc.returncode == 0, proc.stderr
-    feeder = Feeder(tmp_path / "pipe", data)
-    proc = score_cli(str(tmp_path / "pipe"), "-o", str(tmp_path / "fifo.csv"), *args)
-    assert proc.returncode == 0, proc.stderr
-    feeder.join()
-    expected = (tmp_path / "file.csv").read_bytes()
-    assert len(expected.splitlines()) == 601
-    assert (tmp_path / "stdin.csv").read_bytes() == expected
-    assert (tmp_path / "fifo.csv").read_bytes() == expected
+    assert_streams_score_as_the_file(tmp_path, file, "--proba", "-q", rows=600)
 
 
 def test_a_full_disk_while_an_npy_stream_is_copied_exits_74_in_one_line(tmp_path, digits_rows):

@@ -17,9 +17,11 @@ from digits_onnx.inference.readers import ReadOptions, open_source
 
 from tests.readers_support import (
     Feeder,
+    assert_streams_score_as_the_file,
     disk_limit,
     left_in,
     read_batches,
+    refused_as_file_and_stream,
     score_cli,
     score_endless,
 )
@@ -397,17 +399,10 @@ def test_a_file_and_a_stream_that_do_not_start_as_parquet_are_refused_alike(
     so neither is a file (pyarrow read such a file, and said "magic bytes not found in
     footer" of one without a footer)."""
     data = head + parquet_bytes(table_of(digits_rows[:10]))[4:]
-    file = tmp_path / "x.parquet"
-    file.write_bytes(data)
-    with pytest.raises(InputDataError) as of_file:
-        open_source(str(file))
-    path = tmp_path / "pipe.parquet"
-    feeder = Feeder(path, data)
-    with pytest.raises(InputDataError) as of_stream:
-        open_source(str(path))
-    feeder.join()
-    assert str(of_file.value) == f"{file}: {NOT_PARQUET}"
-    assert str(of_stream.value) == f"{path}: {NOT_PARQUET}"
+    file, of_file, path, of_stream = refused_as_file_and_stream(tmp_path, data, ".parquet",
+                                                                "pipe.parquet")
+    assert of_file == f"{file}: {NOT_PARQUET}"
+    assert of_stream == f"{path}: {NOT_PARQUET}"
     assert spools.written == []
 
 
@@ -417,17 +412,10 @@ def test_a_parquet_stream_cut_short_is_refused_as_the_file_is(tmp_path, digits_r
     whole = parquet_bytes(table_of(digits_rows[:50]))
     data = whole[:{"3 bytes": 3, "the magic": 4, "half": len(whole) // 2,
                    "all but the last byte": len(whole) - 1}[keep]]
-    file = tmp_path / "x.parquet"
-    file.write_bytes(data)
-    with pytest.raises(InputDataError) as of_file:
-        open_source(str(file))
-    path = tmp_path / "pipe"
-    feeder = Feeder(path, data)
-    with pytest.raises(InputDataError) as of_stream:
-        open_source(str(path), ReadOptions(input_format="parquet"))
-    feeder.join()
-    assert str(of_stream.value) == str(of_file.value).replace(str(file), str(path))
-    assert "not a valid Parquet file" in str(of_stream.value)
+    file, of_file, path, of_stream = refused_as_file_and_stream(
+        tmp_path, data, ".parquet", options=ReadOptions(input_format="parquet"))
+    assert of_stream == of_file.replace(str(file), str(path))
+    assert "not a valid Parquet file" in of_stream
     assert spools.written == [len(data)] and spools.all_closed()
 
 
@@ -473,19 +461,8 @@ def test_a_valid_parquet_stream_scores_as_the_file_does(tmp_path, digits_rows):
     table = table_of(np.tile(digits_rows, (3, 1)), id=pa.array([f"r{i}" for i in range(600)]),
                      label=pa.array(np.arange(600) % 10))
     file = write(tmp_path, table, row_group_size=250)
-    data = file.read_bytes()
-    args = ("--id-column", "id", "--label-column", "label", "--proba", "-q")
-    assert score_cli(str(file), "-o", str(tmp_path / "file.csv"), *args).returncode == 0
-    proc = score_cli("-", "-o", str(tmp_path / "stdin.csv"), *args, input=data)
-    assert proc.returncode == 0, proc.stderr
-    feeder = Feeder(tmp_path / "pipe", data)
-    proc = score_cli(str(tmp_path / "pipe"), "-o", str(tmp_path / "fifo.csv"), *args)
-    assert proc.returncode == 0, proc.stderr
-    feeder.join()
-    expected = (tmp_path / "file.csv").read_bytes()
-    assert len(expected.splitlines()) == 601
-    assert (tmp_path / "stdin.csv").read_bytes() == expected
-    assert (tmp_path / "fifo.csv").read_bytes() == expected
+    assert_streams_score_as_the_file(tmp_path, file, "--id-column", "id", "--label-column",
+                                     "label", "--proba", "-q", rows=600)
 
 
 def test_a_full_disk_while_a_parquet_stream_is_copied_exits_74_in_one_line(tmp_path,

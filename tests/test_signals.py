@@ -237,18 +237,26 @@ def test_sigterm_stops_a_large_file_whole_or_not_at_all(big_input, big_reference
     _check_rerun(big_input, tmp_path, summary, big_reference, "-q", chunk=BIG_CHUNK)
 
 
-@pytest.mark.parametrize("after_ms", [0, 20, 60])
-def test_a_sigterm_from_outside_stops_the_command(small_inputs, small_reference, tmp_path,
-                                                 after_ms):
-    """``kill PID`` on the installed command, once its first output is committed."""
+def _command_with_a_first_output(inputs: Path, tmp_path: Path
+                                 ) -> tuple[subprocess.Popen[str], Path, Path]:
+    """The installed command scoring ``inputs`` four at a time, once its first output is
+    committed: (the process, its output folder, its reports' folder)."""
     out, reports = tmp_path / "out", tmp_path / "reports"
     reports.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "digits_onnx.inference",
-                             *_args(small_inputs, out, reports, "-q", "--threads", "4")],
+                             *_args(inputs, out, reports, "-q", "--threads", "4")],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any(out.glob("*.pred.*")) and time.monotonic() < deadline:
         time.sleep(0.002)
+    return proc, out, reports
+
+
+@pytest.mark.parametrize("after_ms", [0, 20, 60])
+def test_a_sigterm_from_outside_stops_the_command(small_inputs, small_reference, tmp_path,
+                                                 after_ms):
+    """``kill PID`` on the installed command, once its first output is committed."""
+    proc, out, reports = _command_with_a_first_output(small_inputs, tmp_path)
     time.sleep(after_ms / 1000)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -292,14 +300,7 @@ def test_ctrl_c_twice_on_many_files_stops_them_once(small_inputs, tmp_path, poin
 def test_ctrl_c_twice_from_outside_stops_the_command_once(small_inputs, tmp_path, second_ms):
     """As a terminal sends them, to the installed command: the second signal may come as
     the stop ends and the process exits."""
-    out, reports = tmp_path / "out", tmp_path / "reports"
-    reports.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "digits_onnx.inference",
-                             *_args(small_inputs, out, reports, "-q", "--threads", "4")],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not any(out.glob("*.pred.*")) and time.monotonic() < deadline:
-        time.sleep(0.002)
+    proc, out, reports = _command_with_a_first_output(small_inputs, tmp_path)
     proc.send_signal(signal.SIGINT)
     time.sleep(second_ms / 1000)
     proc.send_signal(signal.SIGINT)
