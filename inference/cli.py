@@ -405,6 +405,7 @@ def _signals_stop_the_run(*, exiting: bool = False) -> Iterator[None]:
     try:
         yield
     finally:
+        stopping.reset()  # a later run in this process (the library's) starts afresh
         for signum in handled:
             handler = signal.SIG_IGN if exiting else previous[signum]
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import pytest
 from digits_onnx.inference import score_files
 from digits_onnx.inference.errors import Interrupted
 from digits_onnx.inference.metrics import read_previous
+from digits_onnx.inference.model import Model
+from digits_onnx.inference.options import ScoreOptions
 from digits_onnx.inference.state import read_state
 
 from tests.kill_support import REPO, hidden, run_scorer, visible
@@ -356,3 +359,66 @@ def test_a_stream_whose_producer_stalls_mid_file_still_stops(big_input, tmp_path
     assert code == 128 + getattr(signal, sig)
     assert err == f"digits-score: error: {MESSAGES[sig]}\n"
     assert os.listdir(out) == [".digits-score"]
+
+
+SKIP = ScoreOptions(on_error="skip")  # big.csv has bad cells
+
+
+def _pausing_fifo(path: Path, data: bytes, pause: float) -> threading.Thread:
+    """A FIFO at ``path`` whose producer writes half of ``data``, pauses, then the rest."""
+    os.mkfifo(path)
+
+    def produce() -> None:
+        with open(path, "wb", buffering=0) as fh:
+            fh.write(data[:len(data) // 2])
+            time.sleep(pause)
+            fh.write(data[len(data) // 2:])
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stop_does_not_outlive_its_run(big_input, tmp_path, model_path):
+    """After a stopped command, the library in the same process reads a slow pipe whole:
+    the stop asked of the first run is not one asked of the next."""
+    from digits_onnx.inference import stopping
+    from digits_onnx.inference.cli import main
+
+    def stop_at_once(*_: object) -> int:
+        stopping.stop(Interrupted(signal.SIGTERM))
+        return 0
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("digits_onnx.inference.cli._score", lambda *a: stop_at_once())
+        assert main([str(big_input / "big.csv"), "-o", str(tmp_path / "first.csv")]) == 143
+    producer = _pausing_fifo(tmp_path / "in.fifo", (big_input / "big.csv").read_bytes(), 0.6)
+    summary = score_files([str(tmp_path / "in.fifo")], output=str(tmp_path / "second.csv"),
+                          model=Model.load(model_path), options=SKIP, progress=False)
+    producer.join()
+    assert summary.exit_code == 0, summary.files[0].error
+    assert summary.files[0].rows == 3000
+
+
+def test_a_pipe_read_on_a_descriptor_above_1023_is_read(big_input, tmp_path, model_path):
+    """select() refuses descriptors from FD_SETSIZE (1024) on; a run holding many open
+    files (one lock per output folder) may read its input on one of them."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may hold only {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        producer = _pausing_fifo(tmp_path / "in.fifo", (big_input / "big.csv").read_bytes(),
+                                 0.3)
+        summary = score_files([str(tmp_path / "in.fifo")], output=str(tmp_path / "out.csv"),
+                              model=Model.load(model_path), options=SKIP, progress=False)
+        producer.join()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert summary.exit_code == 0, summary.files[0].error
+    assert summary.files[0].rows == 3000

@@ -145,6 +145,8 @@ class StoppableReader(io.RawIOBase):
     def __init__(self, raw: io.RawIOBase) -> None:
         self._raw = raw
         self._fd = raw.fileno()
+        self._poll = select.poll()  # not select(): it refuses descriptors from 1024 on
+        self._poll.register(self._fd, select.POLLIN)
 
     def readable(self) -> bool:
         return True
@@ -153,7 +155,7 @@ class StoppableReader(io.RawIOBase):
         return self._fd
 
     def readinto(self, buffer: Buffer, /) -> int:
-        while not select.select([self._fd], [], [], POLL_SECONDS)[0]:
+        while not self._poll.poll(POLL_SECONDS * 1000):
             if stopping.asked():  # not EINTR: io's buffered readers retry that
                 raise OSError(errno.ECANCELED, "the run is stopping")
         return self._raw.readinto(buffer) or 0
