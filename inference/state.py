@@ -202,12 +202,14 @@ def up_to_date(src: str, dst: Path, model_sha256: str,
     return state if same_content(src, recorded, key[0]) else None
 
 
-def _report_facts(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The name and size of the reject report a committed output has (None: it has none)."""
+def _report_facts(dst: Path, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The path (from ``dst``'s folder: a report may be given elsewhere) and size of the
+    reject report a committed output has (None: it has none)."""
     if not summary.get("rejects_file"):
         return None
     report = Path(summary["rejects_file"])
-    return {"name": os.fsencode(report.name).hex(), "size": report.stat().st_size}
+    return {"name": os.fsencode(os.path.relpath(report, dst.parent)).hex(),
+            "size": report.stat().st_size}
 
 
 def _report_intact(dst: Path, state: dict[str, Any]) -> bool:
@@ -222,7 +224,7 @@ def _report_intact(dst: Path, state: dict[str, Any]) -> bool:
     if not isinstance(facts, dict) or not isinstance(facts.get("name"), str):
         return False  # recorded before reports were
     try:
-        report = dst.with_name(os.fsdecode(bytes.fromhex(facts["name"])))
+        report = dst.parent / os.fsdecode(bytes.fromhex(facts["name"]))
         st = os.lstat(report)
     except (OSError, ValueError):
         return False
@@ -249,7 +251,7 @@ def write_state(src: str, dst: Path, before: StatKey | None, digest: InputDigest
         "schema": STATE_SCHEMA,
         "input": recorded,
         "output": {"name": os.fsencode(dst.name).hex(), "size": dst.stat().st_size},
-        "rejects": _report_facts(summary),
+        "rejects": _report_facts(dst, summary),
         "model_sha256": model_sha256,
         "options": fingerprint,
         "run_id": run_id,

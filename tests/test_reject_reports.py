@@ -141,3 +141,27 @@ def test_an_output_may_not_take_a_reports_name(here, run, name):
     assert err == [f"digits-score: error: {name}: names ending in .rejects.csv are kept for "
                    "reject reports; give the output another name"]
     assert not (here / name).exists()
+
+
+def test_a_report_given_in_another_folder_is_checked_where_it_is(here, model):
+    """``score_file(rejects_path=...)``: the record names the report by its path from the
+    output's folder, so the output is up to date while that report is intact, and a file of
+    the report's name beside the output does not stand in for it."""
+    from digits_onnx.inference import score_file
+    from digits_onnx.inference.options import ScoreOptions
+
+    _with_bad_lines(here / "in.csv")
+    (here / "out").mkdir()
+    (here / "rep").mkdir()
+    skip = ScoreOptions(on_error="skip")
+
+    def run() -> str:
+        return score_file("in.csv", "out/o.csv", model=model, options=skip,
+                          rejects_path="rep/r.csv").status
+
+    assert run() == "scored"
+    assert run() == "skipped"
+    report = (here / "rep" / "r.csv").read_bytes()
+    (here / "rep" / "r.csv").rename(here / "out" / "r.csv")  # same name and size, elsewhere
+    assert run() == "scored"
+    assert (here / "rep" / "r.csv").read_bytes() == report
