@@ -146,7 +146,7 @@ def score_files(inputs: list[str], *, output: str | None = None,
     stopped: Interrupted | None = None
     try:
         with contextlib.ExitStack() as stack:
-            hold_outputs(stack, plan.pairs, out_dir)
+            hold_outputs(stack, plan.pairs, out_dir, skip=plan.options.on_error == "skip")
             # The directories' fsyncs, once each before the locks are released: group commit.
             stack.callback(_fsync_directories, synced)
             # Closed first (on an error too): files not started are cancelled, running ones

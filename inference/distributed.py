@@ -167,7 +167,7 @@ def score_files_on_cluster(
         raise UsageError("--scheduler writes files: give -o FILE or --out-dir DIR")
     summary = BatchSummary(files=[], model_sha256=model.sha256, left_out=plan.left_out)
     with contextlib.ExitStack() as stack:
-        hold_outputs(stack, pairs, out_dir)
+        hold_outputs(stack, pairs, out_dir, skip=options.on_error == "skip")
         client = stack.enter_context(connect(scheduler))
         run_id = uuid.uuid4().hex
         planned = [_submit(client, src, dst, model, options, force, part_bytes, run_id)

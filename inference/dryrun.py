@@ -37,6 +37,7 @@ from .pipeline import check_input, check_source_options, skipped_summary
 from .plan import (
     Report,
     check_open_files,
+    check_report_owners,
     folders_to_create,
     is_stream,
     output_directories,
@@ -112,6 +113,7 @@ def dry_run(inputs: list[str], *, output: str | None = None,
     for directory in directories:
         if directory not in created:
             check_lock(directory)
+    check_report_owners(plan.pairs, streams=plan.options.on_error == "skip")
     for src, dst in plan.pairs:
         result.steps.append(step(src, dst, model, plan.options, force=force))
     return result

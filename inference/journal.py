@@ -107,6 +107,23 @@ class Journal:
             return None
         return line[len(key) + 1:-1] or None
 
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """Every live (key, value), as :meth:`get` reads them."""
+        with self._lock:
+            fd = self._open_for_reading()
+            if fd is None:
+                return []
+            try:
+                self._refresh(fd)
+                lines = [(key, os.pread(fd, length, at))
+                         for key, (at, length) in self._index.items()]
+            except OSError:
+                return []
+            finally:
+                os.close(fd)
+        return [(key, line[len(key) + 1:-1]) for key, line in lines
+                if _is_line_of(line, key) and line[len(key) + 1:-1]]
+
     def _line_of(self, fd: int, key: bytes) -> bytes | None:
         self._refresh(fd)
         where = self._index.get(key)

@@ -23,6 +23,7 @@ from .inputs import OWN_SUFFIXES, expand_inputs, file_key
 from .journal import check_journal, journal_path, release_journals
 from .options import ScoreOptions, check_run, resolve_output_format
 from .readers import STDIN
+from .state import report_owners
 from .writers import STDOUT, detect_output_format
 
 
@@ -345,11 +346,12 @@ def leftover_names(pairs: list[tuple[str, str]]) -> dict[Path, set[str]]:
 
 
 def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
-                 out_dir: str | Path | None = None) -> None:
+                 out_dir: str | Path | None = None, *, skip: bool = False) -> None:
     """Create ``out_dir`` when it is missing (its parent must exist) and the folders under it
     that a recursive scan's outputs go to, lock every output directory for the run (on
     ``stack``), then clear what killed runs left beside these outputs. What cannot be done
-    is found before anything is created."""
+    is found before anything is created. ``skip``: bad rows are skipped into reports (then
+    a stream's report is written too: see :func:`check_report_owners`)."""
     directories = output_directories(pairs)
     check_open_files(len(directories))
     to_create = folders_to_create(directories, out_dir)
@@ -373,9 +375,30 @@ def hold_outputs(stack: contextlib.ExitStack, pairs: list[tuple[str, str]],
     for directory in directories:
         stack.enter_context(output_lock(directory))
         check_journal(directory)
+    check_report_owners(pairs, streams=skip)
     # Run last, before the locks go: nothing else appends to a journal while it is rewritten.
     stack.callback(release_journals, directories)
     remove_leftovers(leftover_names(pairs))
+
+
+def check_report_owners(pairs: list[tuple[str, str]], *, streams: bool) -> None:
+    """A reject report that another output's record names is that output's: the rows it
+    rejected are accounted for there and nowhere else. A run whose output would write or
+    remove it (``out.csv`` after ``out.parquet``, stdout's report beside ``-o in.csv``)
+    stops before anything is written (exit 73). A stream's report, written only when bad rows
+    are skipped, is looked at when ``streams``."""
+    owners: dict[Path, dict[str, str]] = {}
+    for src, dst in pairs:
+        if is_stream(dst) and not streams:
+            continue
+        report = rejects_path_for(src, dst)
+        if report.parent not in owners:
+            owners[report.parent] = report_owners(report.parent)
+        owner = owners[report.parent].get(report.name)
+        if owner is not None and (is_stream(dst) or owner != Path(dst).name):
+            raise OutputError(f"{report}: the reject report of {report.with_name(owner)}, "
+                              f"which {'stdout' if is_stream(dst) else dst} would replace; "
+                              "give the output another name")
 
 
 def output_directories(pairs: list[tuple[str, str]]) -> list[Path]:

@@ -172,6 +172,21 @@ def read_state(dst: Path) -> dict[str, Any] | None:
     return state
 
 
+def report_owners(directory: Path) -> dict[str, str]:
+    """The reject reports that records in ``directory`` name (by their path from it), each
+    with the name of the output whose report it is."""
+    owners: dict[str, str] = {}
+    for _, data in journal_of(directory).items():
+        try:
+            state = json.loads(data)
+            report, output = state["rejects"]["name"], state["output"]["name"]
+            owners[os.path.normpath(os.fsdecode(bytes.fromhex(report)))] = os.fsdecode(
+                bytes.fromhex(output))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue  # no report, or not a record of ours
+    return owners
+
+
 def remove_state(dst: Path) -> None:
     try:
         journal_of(dst.parent).withdraw(record_key(dst))

@@ -11,6 +11,7 @@ import pytest
 from digits_onnx.inference.plan import rejects_path_for
 
 from tests.records_support import put_record_bytes, record_bytes
+from tests.test_paths import snapshot
 
 
 def _with_bad_lines(path: Path, bad: tuple[int, ...] = (3, 7)) -> None:
@@ -165,3 +166,33 @@ def test_a_report_given_in_another_folder_is_checked_where_it_is(here, model):
     (here / "rep" / "r.csv").rename(here / "out" / "r.csv")  # same name and size, elsewhere
     assert run() == "scored"
     assert (here / "rep" / "r.csv").read_bytes() == report
+
+
+@pytest.mark.parametrize(("src", "first", "second"), [
+    ("in.csv", ["-o", "out.parquet"], ["-o", "out.csv"]),
+    ("in.csv", ["-o", "out.csv"], ["-o", "out.pred.csv"]),
+    ("in.csv", ["-o", "out.csv"], ["-o", "out.jsonl"]),
+    ("in.csv", ["--out-dir", "d"], ["--out-dir", "d", "--output-format", "parquet"]),
+    # stdout's report goes to the working directory, named after the input
+    ("sub/in.csv", ["-o", "in.pred.csv"], ["-o", "-"]),
+])
+@pytest.mark.parametrize("bad", [(), (3,)])
+@pytest.mark.parametrize("dry", [False, True])
+def test_a_report_another_output_owns_is_never_written_nor_removed(here, run, src, first,
+                                                                    second, bad, dry):
+    """One report name, two outputs: the second run stops before anything is written
+    (exit 73, in the dry run too), whether it has bad rows to report or none to remove."""
+    if src != "in.csv":
+        (here / src).parent.mkdir()
+        (here / "in.csv").rename(here / src)
+    _with_bad_lines(here / src, (3, 7))
+    assert run(src, *first, "--on-error", "skip")[0] == 0
+    (report,) = here.rglob("*.rejects.csv")
+    _with_bad_lines(here / src, bad)
+    before = snapshot(here)
+    code, out, err = run(src, *second, "--on-error", "skip", *(["--dry-run"] if dry else []))
+    assert code == 73, err
+    named, _, owner = err[0].removeprefix("digits-score: error: ").partition(
+        ": the reject report of ")
+    assert Path(named).resolve() == report and owner
+    assert snapshot(here) == before and out == ""
