@@ -127,6 +127,12 @@ def small_reference(small_inputs: Path, tmp_path_factory: pytest.TempPathFactory
     return visible(out)
 
 
+def _assert_stopped_before_the_end(summary: dict, threads: str) -> None:
+    """File after file, a stop comes before the last of the 24 files; four at a time, the
+    files already running when it comes may be the last ones, and they end committed."""
+    assert len(summary["files"]) < 24 or (threads != "1" and len(summary["files"]) == 24)
+
+
 # Steps of a many-file run: inside the commit of a file (fsync and rename of its output,
 # the append of its record), and mid-scoring (after a file's batch was scored). With one
 # thread the main thread commits; with several, worker threads do.
@@ -142,7 +148,8 @@ def test_ctrl_c_reports_exactly_the_files_committed(small_inputs, small_referenc
     proc, out, reports = _run(small_inputs, tmp_path, f"{point}:SIGINT", *extra)
     summary = _check_stopped(proc, out, reports, "SIGINT")
     assert proc.stderr.count("\n") == 1
-    assert 0 < len(summary["files"]) < 24
+    assert len(summary["files"]) > 0
+    _assert_stopped_before_the_end(summary, threads)
     _check_rerun(small_inputs, tmp_path, summary, small_reference, *extra)
 
 
@@ -206,7 +213,7 @@ def test_sigterm_stops_a_many_file_run_as_ctrl_c_does(small_inputs, small_refere
     proc, out, reports = _run(small_inputs, tmp_path, f"{point}:{sig}", *extra)
     summary = _check_stopped(proc, out, reports, sig)
     assert proc.stderr.count("\n") == 1
-    assert len(summary["files"]) < 24
+    _assert_stopped_before_the_end(summary, threads)
     _check_rerun(small_inputs, tmp_path, summary, small_reference, *extra)
 
 
