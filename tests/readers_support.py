@@ -195,3 +195,40 @@ def refused_as_file_and_stream(tmp_path: Path, data: bytes, suffix: str,
     finally:
         feeder.join()
     return file, str(of_file.value), path, str(of_stream.value)
+
+
+def assert_endless_stream_fails_at_once(tmp_path: Path, source: str, fmt: str, filler: bytes,
+                                        message: str, at_once: int) -> None:
+    """``source`` (a device, or ``-``: a pipe a thread fills with ``filler`` forever) read as
+    ``fmt`` on the command line: exit 65 and one line ending in ``message``, nothing left in
+    the temporary directory, and the pipe read no further than ``at_once`` bytes."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code, err, fed = score_endless(source, "--input-format", fmt, "-o",
+                                   str(tmp_path / "z.csv"), filler=filler, tmp=tmp)
+    name = "<stdin>" if source == "-" else source
+    assert (code, err) == (65, f"digits-score: error: {name}: {message}\n")
+    assert left_in(tmp) == [] and not (tmp_path / "z.csv").exists()
+    assert fed is None or fed < at_once
+
+
+def assert_a_full_disk_stops_the_copy(spools: Spools, path: Path, head: bytes, filler: bytes,
+                                      at_once: int) -> None:
+    """A FIFO at ``path`` that gives ``head``, then ``filler`` forever, opened while the
+    temporary directory fills at 3 MiB (``spools``): one line, exit 74, the temporary file
+    closed and gone, and the pipe read no further than ``at_once`` bytes past the cap."""
+    import errno
+
+    import pytest
+    from digits_onnx.inference import ReadError
+
+    spools.cap, spools.error = 3 << 20, errno.ENOSPC
+    feeder = Feeder(path, head, filler)
+    with pytest.raises(ReadError) as info:
+        open_source(str(path))
+    assert str(info.value) == (f"{path}: cannot copy the stream to a temporary file in "
+                               f"{tempfile.gettempdir()} (No space left on device); set "
+                               "TMPDIR to use another directory")
+    assert info.value.exit_code == 74
+    assert len(spools.files) == 1 and spools.all_closed()
+    assert feeder.join() < (3 << 20) + at_once

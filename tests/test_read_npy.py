@@ -12,12 +12,13 @@ from digits_onnx.inference.readers import ReadOptions, open_source
 
 from tests.readers_support import (
     Feeder,
+    assert_a_full_disk_stops_the_copy,
+    assert_endless_stream_fails_at_once,
     assert_streams_score_as_the_file,
     disk_limit,
     left_in,
     refused_as_file_and_stream,
     score_cli,
-    score_endless,
 )
 
 
@@ -333,23 +334,9 @@ def test_a_stream_declaring_more_than_the_disk_holds_fails_in_one_line_when_it_f
         tmp_path, spools):
     """A header may declare 512 TB: it is copied as it comes until the disk is full, then
     the error is one line and the temporary file is gone."""
-    import errno
-    import tempfile
-
-    from digits_onnx.inference import ReadError
-
-    spools.cap, spools.error = 3 << 20, errno.ENOSPC
-    path = tmp_path / "pipe"
-    feeder = Feeder(path, npy_bytes({"descr": "<f8", "fortran_order": False,
-                                     "shape": (10**12, 64)}), FILLERS["noise"])
-    with pytest.raises(ReadError) as info:
-        open_source(str(path))
-    assert str(info.value) == (f"{path}: cannot copy the stream to a temporary file in "
-                               f"{tempfile.gettempdir()} (No space left on device); set "
-                               "TMPDIR to use another directory")
-    assert info.value.exit_code == 74
-    assert len(spools.files) == 1 and spools.all_closed()
-    assert feeder.join() < (3 << 20) + AT_ONCE
+    head = npy_bytes({"descr": "<f8", "fortran_order": False, "shape": (10**12, 64)})
+    assert_a_full_disk_stops_the_copy(spools, tmp_path / "pipe", head, FILLERS["noise"],
+                                      AT_ONCE)
 
 
 def test_a_replaced_stdin_is_read_as_it_comes_not_copied_first(monkeypatch, spools):
@@ -377,14 +364,8 @@ def test_a_replaced_stdin_is_read_as_it_comes_not_copied_first(monkeypatch, spoo
 def test_the_command_line_fails_an_endless_stream_that_is_not_npy_at_once(tmp_path, source):
     """/dev/zero, and a pipe on stdin a thread fills forever: exit 65 and one line, nothing
     left in the temporary directory, and the pipe read no further than its first bytes."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    code, err, fed = score_endless(source, "--input-format", "npy", "-o",
-                                   str(tmp_path / "z.csv"), filler=FILLERS["zeros"], tmp=tmp)
-    name = "<stdin>" if source == "-" else source
-    assert (code, err) == (65, f"digits-score: error: {name}: {BAD_MAGIC}\n")
-    assert left_in(tmp) == [] and not (tmp_path / "z.csv").exists()
-    assert fed is None or fed < AT_ONCE
+    assert_endless_stream_fails_at_once(tmp_path, source, "npy", FILLERS["zeros"], BAD_MAGIC,
+                                        AT_ONCE)
 
 
 @pytest.mark.parametrize("layout", ["<f8 C (N, 64)", ">i2 F (N, 8, 8)"])

@@ -17,13 +17,14 @@ from digits_onnx.inference.readers import ReadOptions, open_source
 
 from tests.readers_support import (
     Feeder,
+    assert_a_full_disk_stops_the_copy,
+    assert_endless_stream_fails_at_once,
     assert_streams_score_as_the_file,
     disk_limit,
     left_in,
     read_batches,
     refused_as_file_and_stream,
     score_cli,
-    score_endless,
 )
 
 
@@ -423,22 +424,8 @@ def test_a_parquet_stream_that_never_ends_fills_the_disk_then_fails_in_one_line(
         tmp_path, spools):
     """A stream that starts as Parquet must be copied whole (its footer is at its end): when
     the disk is full the error is one line, and the temporary file is gone."""
-    import errno
-    import tempfile
-
-    from digits_onnx.inference import ReadError
-
-    spools.cap, spools.error = 3 << 20, errno.ENOSPC
-    path = tmp_path / "pipe"
-    feeder = Feeder(path, b"PAR1", FILLERS["noise"])
-    with pytest.raises(ReadError) as info:
-        open_source(str(path))
-    assert str(info.value) == (f"{path}: cannot copy the stream to a temporary file in "
-                               f"{tempfile.gettempdir()} (No space left on device); set "
-                               "TMPDIR to use another directory")
-    assert info.value.exit_code == 74
-    assert len(spools.files) == 1 and spools.all_closed()
-    assert feeder.join() < (3 << 20) + AT_ONCE
+    assert_a_full_disk_stops_the_copy(spools, tmp_path / "pipe", b"PAR1", FILLERS["noise"],
+                                      AT_ONCE)
 
 
 @pytest.mark.parametrize("source", ["/dev/zero", "-"])
@@ -446,14 +433,8 @@ def test_the_command_line_fails_an_endless_stream_that_is_not_parquet_at_once(tm
                                                                               source):
     """/dev/zero, and a pipe on stdin a thread fills forever: exit 65 and one line, nothing
     left in the temporary directory, and the pipe read no further than its first bytes."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    code, err, fed = score_endless(source, "--input-format", "parquet", "-o",
-                                   str(tmp_path / "z.csv"), filler=FILLERS["noise"], tmp=tmp)
-    name = "<stdin>" if source == "-" else source
-    assert (code, err) == (65, f"digits-score: error: {name}: {NOT_PARQUET}\n")
-    assert left_in(tmp) == [] and not (tmp_path / "z.csv").exists()
-    assert fed is None or fed < AT_ONCE
+    assert_endless_stream_fails_at_once(tmp_path, source, "parquet", FILLERS["noise"],
+                                        NOT_PARQUET, AT_ONCE)
 
 
 def test_a_valid_parquet_stream_scores_as_the_file_does(tmp_path, digits_rows):
